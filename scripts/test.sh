@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Runs every test: lint, the sidecar's unit tests, and every Molecule
+# scenario (each on Debian 12 and Debian 13). Brings up what it needs first
+# (Docker engine, base images, pinned venv). Ends with one line
+# "N passed, N failed" summing all suites.
+#
+#   scripts/test.sh                  everything
+#   scripts/test.sh lint|unit        one suite
+#   scripts/test.sh molecule [S...]  Molecule scenarios (all, or those named)
+set -uo pipefail
+. "$(dirname "$0")/lib/common.sh"
+cd "${PROJECT_ROOT}"
+
+export PY_COLORS=0 ANSIBLE_FORCE_COLOR=0 NO_COLOR=1 ANSIBLE_NOCOLOR=1
+LOG_DIR="${STATE_DIR}/test-logs"
+mkdir -p "${LOG_DIR}"
+PASSED=0
+FAILED=0
+
+# Adds a pytest run's counts (from its closing summary line) to the totals.
+# A run that failed without a countable failure counts as one failure.
+count_pytest() {
+  local name=$1 rc=$2 log=$3 summary p f e
+  summary=$(grep -E '^=+ .*\b(passed|failed|error|errors|no tests ran)\b.* in [0-9.]+s' "${log}" | tail -n 1)
+  p=$(grep -oE '[0-9]+ passed' <<<"${summary}" | cut -d' ' -f1)
+  f=$(grep -oE '[0-9]+ failed' <<<"${summary}" | cut -d' ' -f1)
+  e=$(grep -oE '[0-9]+ errors?' <<<"${summary}" | cut -d' ' -f1)
+  p=${p:-0} f=$(( ${f:-0} + ${e:-0} ))
+  if [ "${rc}" != 0 ] && [ "${f}" = 0 ]; then f=1; fi
+  if [ "${p}" = 0 ] && [ "${f}" = 0 ]; then
+    say "${name}: no tests ran"
+    f=1
+  fi
+  PASSED=$((PASSED + p))
+  FAILED=$((FAILED + f))
+  say "${name}: ${p} passed, ${f} failed${summary:+ (${summary//=/})}"
+}
+
+# One linter is one check.
+count_check() {
+  local name=$1 rc=$2 log=$3
+  if [ "${rc}" = 0 ]; then
+    PASSED=$((PASSED + 1))
+    say "${name}: passed"
+  else
+    FAILED=$((FAILED + 1))
+    say "${name}: FAILED"
+    tail -n 40 "${log}" >&2
+  fi
+}
+
+run_lint() {
+  local log
+  for check in "ruff check ." "ruff format --check ." "yamllint --strict ." "ansible-lint"; do
+    log="${LOG_DIR}/lint-${check%% *}-$(tr -c 'a-z' '-' <<<"${check}").log"
+    ${check} >"${log}" 2>&1
+    count_check "lint: ${check}" $? "${log}"
+  done
+}
+
+run_unit() {
+  local log="${LOG_DIR}/unit.log"
+  pytest tests -q >"${log}" 2>&1
+  local rc=$?
+  [ ${rc} = 0 ] || tail -n 60 "${log}" >&2
+  count_pytest "unit tests" ${rc} "${log}"
+}
+
+run_scenario() {
+  local scenario=$1 log="${LOG_DIR}/molecule-$1.log" started rc
+  # Molecule's testinfra verifier passes silently when it finds no tests.
+  if ! compgen -G "molecule/${scenario}/tests/test_*.py" >/dev/null; then
+    say "molecule ${scenario}: no tests in molecule/${scenario}/tests"
+    FAILED=$((FAILED + 1))
+    return
+  fi
+  say "molecule ${scenario}: running (log: ${log})"
+  started=${SECONDS}
+  molecule test -s "${scenario}" >"${log}" 2>&1
+  rc=$?
+  if grep -q "Skipping, no tests found" "${log}"; then
+    say "molecule ${scenario}: the verifier found no tests"
+    rc=1
+  fi
+  [ ${rc} = 0 ] || tail -n 80 "${log}" >&2
+  count_pytest "molecule ${scenario} ($((SECONDS - started)) s)" ${rc} "${log}"
+}
+
+run_molecule() {
+  local scenarios=("$@")
+  if [ ${#scenarios[@]} = 0 ]; then
+    for dir in molecule/*/molecule.yml; do scenarios+=("$(basename "$(dirname "${dir}")")"); done
+  fi
+  for scenario in "${scenarios[@]}"; do run_scenario "${scenario}"; done
+}
+
+ensure_testbed
+started=${SECONDS}
+case "${1:-all}" in
+  lint) run_lint ;;
+  unit) run_unit ;;
+  molecule) shift; run_molecule "$@" ;;
+  all) run_lint; run_unit; run_molecule ;;
+  *) die "unknown suite '$1' (lint, unit, molecule)" ;;
+esac
+say "total wall time: $((SECONDS - started)) s"
+echo "${PASSED} passed, ${FAILED} failed"
+[ "${FAILED}" = 0 ]
