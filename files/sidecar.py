@@ -1,0 +1,706 @@
+"""Live Apache server-metrics dashboard pushed to browsers over a WebSocket.
+
+Runs as a mod_wsgi service script: a daemon process group with threads=0 and
+server-metrics=on imports a wrapper that calls run_service(), which never returns.
+For development it also runs standalone: python3 sidecar.py --listen 127.0.0.1:8765
+
+Only the standard library and aiohttp (3.8 to 3.11, public APIs only) are used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import os
+import signal
+import stat
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+from aiohttp import web
+
+log = logging.getLogger("sidecar")
+
+Scoreboard = Mapping[str, Any]
+MetricsSource = Callable[[], Scoreboard | None]
+
+SCOREBOARD_UNAVAILABLE = (
+    "scoreboard not available: set server-metrics=on on this sidecar's WSGIDaemonProcess"
+    " (or --server-metrics for mod_wsgi-express)"
+)
+# Bounds the frame size on a busy server with a large scoreboard.
+MAX_LISTED_WORKERS = 100
+CLEANUP_TIMEOUT = 5.0
+
+
+# --- configuration -------------------------------------------------------------------------
+
+
+class ConfigError(ValueError):
+    """The sidecar configuration is invalid; the message names the offending key."""
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str = "metrics"
+    host: str = "127.0.0.1"
+    port: int = 8765
+    path: str | None = None  # unix socket; host and port are unused when set
+    poll_interval: float = 1.0
+    heartbeat: float = 30.0
+    max_clients: int = 1000
+    send_timeout: float = 1.0
+    max_send_buffer: int = 262144
+
+    @property
+    def listen_url(self) -> str:
+        return f"unix:{self.path}" if self.path else f"http://{self.host}:{self.port}"
+
+
+_NUMERIC_KEYS = ("poll_interval", "heartbeat", "max_clients", "send_timeout", "max_send_buffer")
+_TOP_KEYS = {"name", "listen", *_NUMERIC_KEYS}
+_DEFAULTS = Config()
+
+
+def _positive(data: Mapping[str, Any], key: str) -> Any:
+    default = getattr(_DEFAULTS, key)
+    value = data.get(key, default)
+    integer = isinstance(default, int)
+    types = int if integer else int | float
+    # bool is an int subclass; the chained comparison also rejects NaN and infinity
+    if isinstance(value, bool) or not isinstance(value, types) or not 0 < value < math.inf:
+        kind = "integer" if integer else "number"
+        raise ConfigError(f"config key {key!r} must be a positive {kind}, got {value!r}")
+    return type(default)(value)
+
+
+def _parse_listen(listen: Any) -> dict[str, Any]:
+    if not isinstance(listen, dict):
+        raise ConfigError(f"config key 'listen' must be an object, got {listen!r}")
+    unknown = sorted(set(listen) - {"host", "port", "path"})
+    if unknown:
+        raise ConfigError(f"unknown config key 'listen.{unknown[0]}'")
+    if "path" in listen:
+        path = listen["path"]
+        if "host" in listen or "port" in listen:
+            raise ConfigError("config key 'listen' takes either 'path' or 'host'/'port', not both")
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise ConfigError(f"config key 'listen.path' must be an absolute path, got {path!r}")
+        return {"path": path}
+    host = listen.get("host", _DEFAULTS.host)
+    if not isinstance(host, str) or not host:
+        raise ConfigError(f"config key 'listen.host' must be a non-empty string, got {host!r}")
+    if "port" not in listen:
+        raise ConfigError("missing config key 'listen.port' (or give 'listen.path')")
+    port = listen["port"]
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ConfigError(f"config key 'listen.port' must be an integer 1-65535, got {port!r}")
+    return {"host": host, "port": port}
+
+
+def parse_config(data: Any) -> Config:
+    """Validate the role-written JSON config (already decoded) into a Config."""
+    if not isinstance(data, dict):
+        raise ConfigError("config must be a JSON object")
+    unknown = sorted(set(data) - _TOP_KEYS)
+    if unknown:
+        raise ConfigError(f"unknown config key {unknown[0]!r}")
+    if "listen" not in data:
+        raise ConfigError("missing config key 'listen'")
+    name = data.get("name", _DEFAULTS.name)
+    if not isinstance(name, str) or not name.isprintable() or not name.strip():
+        raise ConfigError(f"config key 'name' must be a non-empty printable string, got {name!r}")
+    return Config(
+        name=name,
+        **_parse_listen(data["listen"]),
+        **{key: _positive(data, key) for key in _NUMERIC_KEYS},
+    )
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must hold a JSON object")
+    return data
+
+
+def load_config(path: str) -> Config:
+    try:
+        return parse_config(read_config_file(path))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+# --- scoreboard -> payload (pure) ----------------------------------------------------------
+
+# The one normalisation table: state -> (mod_status code as in mod_wsgi 4.9/5.0, spelled-out
+# forms of newer releases, lower-cased with spaces, "_" and "-" removed).
+_STATES: dict[str, tuple[str, str]] = {
+    "dead": (".", "dead openslot"),
+    "ready": ("_", "ready waiting idle"),
+    "starting": ("S", "starting startingup"),
+    "busy_read": ("R", "busyread read reading readingrequest"),
+    "busy_write": ("W", "busywrite write writing busywriting sendingreply"),
+    "keepalive": ("K", "keepalive busykeepalive"),
+    "logging": ("L", "logging log busylog"),
+    "dns": ("D", "dns dnslookup busydns"),
+    "closing": ("C", "closing closingconnection"),
+    "graceful": ("G", "graceful gracefullyfinishing gracefulfinishing"),
+    "idle_kill": ("I", "idlekill idlecleanup"),
+}
+STATE_CODES = {state: code for state, (code, _) in _STATES.items()} | {"unknown": "?"}
+_LOOKUP = {code: state for state, (code, _) in _STATES.items()} | {
+    word: state for state, (_, words) in _STATES.items() for word in words.split()
+}
+# Left out of the per-tick worker list. Like mod_status, "starting" and "idle_kill" are
+# not counted as busy either.
+HIDDEN_STATES = frozenset({"ready", "dead"})
+NOT_BUSY_STATES = HIDDEN_STATES | {"starting", "idle_kill", "unknown"}
+SERVER_KEYS = (
+    "server_limit",
+    "thread_limit",
+    "running_generation",
+    "restart_time",
+    "current_time",
+    "running_time",
+)
+
+
+def normalise_status(raw: object) -> str:
+    """Map a scoreboard status (mod_status code or spelled-out word) to a state name."""
+    text = str(raw).strip() if raw is not None else ""
+    key = text.upper() if len(text) == 1 else "".join(c for c in text.lower() if c not in " _-")
+    return _LOOKUP.get(key, "unknown")
+
+
+def _ms(value: Any) -> Any:
+    return round(value, 3) if isinstance(value, float) else value
+
+
+def summarise(snapshot: Scoreboard) -> dict[str, Any]:
+    """Count worker slots by state and total the traffic counters."""
+    counts = dict.fromkeys(STATE_CODES, 0)
+    processes = accesses = bytes_served = 0
+    for proc in snapshot.get("processes") or ():
+        if proc.get("pid"):  # pid 0 is an empty process slot
+            processes += 1
+        for worker in proc.get("workers") or ():
+            counts[normalise_status(worker.get("status"))] += 1
+            accesses += int(worker.get("access_count") or 0)
+            bytes_served += int(worker.get("bytes_served") or 0)
+    return {
+        "workers": counts,
+        "busy": sum(n for state, n in counts.items() if state not in NOT_BUSY_STATES),
+        "idle": counts["ready"],
+        "slots": sum(counts.values()),
+        "processes": processes,
+        "accesses": accesses,
+        "bytes_served": bytes_served,
+    }
+
+
+def active_workers(snapshot: Scoreboard) -> list[dict[str, Any]]:
+    """Workers that are neither ready nor dead, in scoreboard order."""
+    rows = []
+    for i, proc in enumerate(snapshot.get("processes") or ()):
+        for j, worker in enumerate(proc.get("workers") or ()):
+            state = normalise_status(worker.get("status"))
+            if state in HIDDEN_STATES:
+                continue
+            rows.append(
+                {
+                    "process": proc.get("process_num", i),
+                    "pid": proc.get("pid"),
+                    "thread": j,
+                    "state": state,
+                    "code": STATE_CODES[state],
+                    "client": str(worker.get("client") or ""),
+                    "request": str(worker.get("request") or ""),
+                    "vhost": str(worker.get("vhost") or ""),
+                    "access_count": worker.get("access_count"),
+                    "bytes_served": worker.get("bytes_served"),
+                    "start_time": _ms(worker.get("start_time")),
+                }
+            )
+    return rows
+
+
+def error_payload(seq: int, now: float, error: str) -> dict[str, Any]:
+    return {"type": "error", "seq": seq, "time": round(now, 3), "error": error}
+
+
+def build_payload(snapshot: Scoreboard | None, seq: int, now: float) -> dict[str, Any]:
+    """The frame for one tick: a compact digest of the scoreboard, never the raw scoreboard."""
+    if snapshot is None:
+        return error_payload(seq, now, SCOREBOARD_UNAVAILABLE)
+    workers = active_workers(snapshot)
+    return {
+        "type": "snapshot",
+        "seq": seq,
+        "time": round(now, 3),
+        "server": {key: _ms(snapshot.get(key)) for key in SERVER_KEYS},
+        "summary": summarise(snapshot),
+        "workers": workers[:MAX_LISTED_WORKERS],
+        "workers_omitted": max(0, len(workers) - MAX_LISTED_WORKERS),
+    }
+
+
+def encode(payload: Mapping[str, Any]) -> str:
+    return json.dumps(payload, separators=(",", ":"))
+
+
+def render_index(forwarded_prefix: str) -> str:
+    """Dashboard HTML with the proxy mount prefix injected as an escaped JS string."""
+    prefix = forwarded_prefix.strip().rstrip("/")
+    if not prefix.startswith("/"):  # anything else could redirect the WebSocket to another host
+        prefix = ""
+    literal = json.dumps(prefix)
+    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
+        literal = literal.replace(char, escaped)
+    script = f"<script>window.METRICS_BASE = {literal};</script>"
+    return DASHBOARD_HTML.replace("<!--METRICS_BASE-->", script, 1)
+
+
+# --- server --------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Client:
+    ws: web.WebSocketResponse
+    transport: asyncio.Transport
+    peer: str
+    # Serialises the connect-time send with tick sends on the same socket.
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class Sidecar:
+    """Owns the aiohttp app, the connected clients and the single tick task."""
+
+    def __init__(
+        self, config: Config, metrics_source: MetricsSource, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.config = config
+        self._source = metrics_source
+        self._clock = clock
+        self.clients: set[_Client] = set()
+        self._handshakes = 0
+        self.seq = 0
+        self.latest: str | None = None
+        self._problem: str | None = None
+        self.tick_task: asyncio.Task[None] | None = None
+        self.app = web.Application()
+        self.app.router.add_get("/", self.handle_index)
+        self.app.router.add_get("/ws", self.handle_ws)
+        self.app.on_startup.append(self._start_ticks)
+        self.app.on_shutdown.append(self._abort_clients)
+        self.app.on_cleanup.append(self._stop_ticks)
+
+    def take_snapshot(self) -> str:
+        """Read the scoreboard once and return the frame text; never raises."""
+        self.seq += 1
+        now = self._clock()
+        try:
+            payload = build_payload(self._source(), self.seq, now)
+            text = encode(payload)
+        except Exception as exc:
+            payload = error_payload(self.seq, now, f"scoreboard read failed: {exc!r}")
+            text = encode(payload)
+            self._report(payload["error"], exc_info=True)
+        else:
+            self._report(payload.get("error"))
+        self.latest = text
+        return text
+
+    def _report(self, problem: str | None, exc_info: bool = False) -> None:
+        # Log changes only; a broken scoreboard must not add an error-log line every tick.
+        if problem == self._problem:
+            return
+        if problem is None:
+            log.info("scoreboard readable again")
+        else:
+            log.error("%s", problem, exc_info=exc_info)
+        self._problem = problem
+
+    async def run_ticks(self) -> None:
+        loop = asyncio.get_running_loop()
+        interval = self.config.poll_interval
+        deadline = loop.time()
+        while True:
+            await self.broadcast(self.take_snapshot())
+            # Fixed cadence: the next deadline follows the previous one, not the end of the work;
+            # if we fell behind, skip the missed ticks instead of bursting.
+            deadline += interval
+            now = loop.time()
+            if now > deadline:
+                deadline += math.ceil((now - deadline) / interval) * interval
+            await asyncio.sleep(deadline - now)
+
+    async def broadcast(self, text: str) -> None:
+        if self.clients:
+            await asyncio.gather(*(self.send(client, text) for client in list(self.clients)))
+
+    async def send(self, client: _Client, text: str) -> None:
+        """Send one frame; a failing, slow or backed-up client is dropped. Never raises."""
+        if client.transport.is_closing():  # it left, or aiohttp gave up on a missed heartbeat
+            self.drop(client, None)
+            return
+        buffered = client.transport.get_write_buffer_size()
+        if buffered > self.config.max_send_buffer:
+            self.drop(client, f"{buffered} bytes still unsent")
+            return
+        try:
+            await asyncio.wait_for(self._send_locked(client, text), self.config.send_timeout)
+        except TimeoutError:
+            self.drop(client, f"send took longer than {self.config.send_timeout}s")
+        except Exception as exc:
+            self.drop(client, f"send failed: {exc!r}")
+
+    @staticmethod
+    async def _send_locked(client: _Client, text: str) -> None:
+        async with client.lock:
+            await client.ws.send_str(text)
+
+    def drop(self, client: _Client, reason: str | None) -> None:
+        # Abort rather than close: a close handshake would wait on the very client that is stuck.
+        if client in self.clients:
+            self.clients.discard(client)
+            if reason:
+                log.warning("dropping client %s: %s", client.peer, reason)
+        client.transport.abort()
+
+    async def handle_index(self, request: web.Request) -> web.Response:
+        html = render_index(request.headers.get("X-Forwarded-Prefix", ""))
+        return web.Response(
+            text=html, content_type="text/html", headers={"Cache-Control": "no-store"}
+        )
+
+    async def handle_ws(self, request: web.Request) -> web.StreamResponse:
+        # Refuse before the handshake; upgrades in progress count against the limit too.
+        if len(self.clients) + self._handshakes >= self.config.max_clients:
+            raise web.HTTPServiceUnavailable(text="too many dashboard clients\n")
+        transport = request.transport
+        if transport is None:
+            raise web.HTTPBadRequest(text="connection already closed\n")
+        peer = request.headers.get("X-Forwarded-For") or request.remote or "?"
+        # compress=False: per-client deflate would undo serialising each tick only once.
+        ws = web.WebSocketResponse(
+            heartbeat=self.config.heartbeat, compress=False, max_msg_size=4096
+        )
+        self._handshakes += 1
+        try:
+            await ws.prepare(request)
+        finally:
+            self._handshakes -= 1
+        client = _Client(ws, transport, peer)
+        self.clients.add(client)
+        try:
+            if self.latest is not None:
+                await self.send(client, self.latest)
+            # Client messages are ignored, but reading is what processes pongs and close frames.
+            async for _msg in ws:
+                pass
+        finally:
+            self.clients.discard(client)
+        return ws
+
+    async def _start_ticks(self, _app: web.Application) -> None:
+        self.tick_task = asyncio.create_task(self.run_ticks())
+
+    async def _abort_clients(self, _app: web.Application) -> None:
+        for client in list(self.clients):
+            self.drop(client, None)
+
+    async def _stop_ticks(self, _app: web.Application) -> None:
+        if self.tick_task is not None:
+            self.tick_task.cancel()
+            await asyncio.wait({self.tick_task})
+
+
+def build_app(config: Config, metrics_source: MetricsSource) -> web.Application:
+    return Sidecar(config, metrics_source).app
+
+
+async def start_site(runner: web.AppRunner, config: Config) -> None:
+    if config.path is None:
+        await web.TCPSite(runner, config.host, config.port).start()
+        return
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISSOCK(os.lstat(config.path).st_mode):
+            os.unlink(config.path)  # left behind by a previous daemon process
+    await web.UnixSite(runner, config.path).start()
+    os.chmod(config.path, 0o660)
+
+
+async def serve(
+    config: Config, metrics_source: MetricsSource, stop: asyncio.Event | None = None
+) -> None:
+    """Serve until `stop` is set. Raises if the site cannot start or the tick task ends."""
+    sidecar = Sidecar(config, metrics_source)
+    runner = web.AppRunner(sidecar.app, access_log=None)  # Apache already logs the requests
+    await runner.setup()
+    try:
+        await start_site(runner, config)
+        log.info("serving dashboard on %s every %ss", config.listen_url, config.poll_interval)
+        tick = sidecar.tick_task
+        assert tick is not None  # created by the app's on_startup hook
+        stopped = asyncio.ensure_future((stop or asyncio.Event()).wait())
+        try:
+            await asyncio.wait({tick, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if tick.done():
+            raise RuntimeError("metrics tick task ended") from (
+                None if tick.cancelled() else tick.exception()
+            )
+    finally:
+        await asyncio.wait_for(runner.cleanup(), CLEANUP_TIMEOUT)
+
+
+def setup_logging(name: str, timestamps: bool = False) -> None:
+    # Under mod_wsgi stderr goes to Apache's error log, which adds its own timestamps.
+    prefix = "%(asctime)s " if timestamps else ""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter(f"{prefix}{name.replace('%', '%%')}: %(levelname)s %(message)s")
+    )
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+
+
+def run_service(
+    config_path: str,
+    *,
+    metrics_source: MetricsSource | None = None,
+    exit_hook: Callable[[int], NoReturn] = os._exit,
+) -> NoReturn:
+    """Entry point for the mod_wsgi service script; serves for the life of the process.
+
+    Bad config or a missing mod_wsgi raise (a restart would not help). Once serving, any
+    death of the loop exits the process so mod_wsgi starts a fresh daemon process.
+    """
+    config = load_config(config_path)
+    setup_logging(config.name)
+    if metrics_source is None:
+        import mod_wsgi  # only importable inside Apache
+
+        metrics_source = mod_wsgi.server_metrics
+    try:
+        asyncio.run(serve(config, metrics_source))
+    except BaseException:
+        log.critical("serving loop died, exiting so mod_wsgi restarts this process", exc_info=True)
+    exit_hook(1)
+
+
+# --- standalone CLI ------------------------------------------------------------------------
+
+
+def _standalone_source() -> MetricsSource:
+    # The PyPI mod_wsgi package imports outside Apache too, but without server_metrics.
+    try:
+        from mod_wsgi import server_metrics
+    except ImportError:
+        log.warning("not running inside mod_wsgi: the dashboard will show the error frame")
+        return lambda: None
+    return server_metrics
+
+
+def cli_config(argv: Sequence[str] | None = None) -> Config:
+    parser = argparse.ArgumentParser(description="Apache server-metrics WebSocket dashboard")
+    parser.add_argument("--config", help="JSON config file as written by the Ansible role")
+    parser.add_argument("--listen", help="HOST:PORT, or an absolute unix socket path")
+    parser.add_argument("--poll-interval", type=float, help="seconds between scoreboard reads")
+    args = parser.parse_args(argv)
+    data: dict[str, Any] = read_config_file(args.config) if args.config else {}
+    data.setdefault("listen", {"host": _DEFAULTS.host, "port": _DEFAULTS.port})
+    if args.listen:
+        if args.listen.startswith("/"):
+            data["listen"] = {"path": args.listen}
+        else:
+            host, _, port = args.listen.rpartition(":")
+            if not host or not port.isdigit():
+                parser.error(f"--listen must be HOST:PORT or /path, got {args.listen!r}")
+            data["listen"] = {"host": host.strip("[]"), "port": int(port)}
+    if args.poll_interval is not None:
+        data["poll_interval"] = args.poll_interval
+    return parse_config(data)
+
+
+async def _serve_until_signalled(config: Config, metrics_source: MetricsSource) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await serve(config, metrics_source, stop)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        config = cli_config(argv)
+    except ConfigError as exc:
+        print(f"sidecar: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(config.name, timestamps=True)
+    try:
+        asyncio.run(_serve_until_signalled(config, _standalone_source()))
+    except Exception:
+        log.critical("serving loop died", exc_info=True)
+        return 1
+    return 0
+
+
+DASHBOARD_HTML = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Apache server metrics</title>
+<!--METRICS_BASE-->
+<style>
+body { font: 14px/1.45 system-ui, sans-serif; margin: 1.5rem; color: #1d2430; background: #f5f6f8; }
+h1 { font-size: 1.25rem; margin: 0 0 1rem; display: flex; gap: .75rem; align-items: center; }
+#state { font-size: .85rem; padding: .1rem .7rem; border-radius: 1rem; background: #e1e4e8; }
+#state.live { background: #cdeed6; color: #14612c; }
+#state.down { background: #fde3c9; color: #8a4600; }
+#error { display: none; margin: 0 0 1rem; padding: .75rem 1rem; border-radius: 6px;
+  background: #fdecea; border: 1px solid #e0867d; color: #8c1d13; font-weight: 600; }
+.cards { display: flex; flex-wrap: wrap; gap: .6rem; margin-bottom: .75rem; }
+.card { background: #fff; border: 1px solid #dde1e6; border-radius: 6px; padding: .45rem .9rem;
+  min-width: 6.5rem; }
+.card b { display: block; font-size: 1.3rem; font-variant-numeric: tabular-nums; }
+.card span { color: #5b6470; font-size: .75rem; text-transform: uppercase; letter-spacing: .03em; }
+#states, #omitted { color: #5b6470; }
+table { border-collapse: collapse; width: 100%; background: #fff; border: 1px solid #dde1e6; }
+th, td { text-align: left; padding: .3rem .6rem; border-bottom: 1px solid #eceff2; }
+th { background: #eef0f3; font-weight: 600; }
+td.request { font-family: ui-monospace, monospace; word-break: break-all; }
+</style>
+</head>
+<body>
+<h1>Apache server metrics <span id="state">connecting</span></h1>
+<div id="error" role="alert"></div>
+<div class="cards">
+  <div class="card"><b id="busy">-</b><span>busy</span></div>
+  <div class="card"><b id="idle">-</b><span>idle</span></div>
+  <div class="card"><b id="other">-</b><span>other</span></div>
+  <div class="card"><b id="processes">-</b><span>processes</span></div>
+  <div class="card"><b id="rps">-</b><span>requests/s</span></div>
+  <div class="card"><b id="bps">-</b><span>traffic</span></div>
+  <div class="card"><b id="uptime">-</b><span>uptime</span></div>
+  <div class="card"><b id="generation">-</b><span>generation</span></div>
+  <div class="card"><b id="delay">-</b><span>delivery delay</span></div>
+  <div class="card"><b id="updated">-</b><span>last update</span></div>
+</div>
+<p id="states"></p>
+<table>
+<thead><tr><th>Process</th><th>Thread</th><th>State</th><th>Client</th><th>VHost</th>
+<th>Request</th></tr></thead>
+<tbody id="workers"></tbody>
+</table>
+<p id="omitted"></p>
+<script>
+"use strict";
+// Scoreboard strings are untrusted: everything is rendered with textContent only.
+const $ = (id) => document.getElementById(id);
+const set = (id, value) => { $(id).textContent = String(value); };
+let attempt = 0;
+let prev = null;
+
+function setState(text, cls) { set("state", text); $("state").className = cls; }
+function showError(text) { set("error", text); $("error").style.display = text ? "block" : "none"; }
+
+function fmtBytes(n) {
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
+  return (i ? n.toFixed(1) : Math.round(n)) + " " + units[i];
+}
+
+function fmtDuration(s) {
+  s = Math.max(0, Math.floor(s));
+  const d = Math.floor(s / 86400), h = Math.floor(s % 86400 / 3600), m = Math.floor(s % 3600 / 60);
+  return (d ? d + "d " : "") + (d || h ? h + "h " : "") + m + "m " + (s % 60) + "s";
+}
+
+function renderWorkers(workers, omitted) {
+  const body = $("workers");
+  body.textContent = "";
+  for (const w of workers) {
+    const tr = document.createElement("tr");
+    for (const key of ["process", "thread", "state", "client", "vhost", "request"]) {
+      const td = document.createElement("td");
+      td.className = key;
+      td.appendChild(document.createTextNode(String(w[key] ?? "")));
+      tr.appendChild(td);
+    }
+    body.appendChild(tr);
+  }
+  if (!workers.length) {
+    const tr = document.createElement("tr"), td = document.createElement("td");
+    td.colSpan = 6;
+    td.textContent = "no active workers";
+    tr.appendChild(td);
+    body.appendChild(tr);
+  }
+  set("omitted", omitted ? "... and " + omitted + " more active workers not listed" : "");
+}
+
+function render(p) {
+  set("delay", Math.max(0, Date.now() / 1000 - p.time).toFixed(3) + " s");
+  set("updated", new Date(p.time * 1000).toLocaleTimeString());
+  if (p.type === "error") { showError(p.error); return; }
+  if (p.type !== "snapshot") return;
+  showError("");
+  const s = p.summary;
+  set("busy", s.busy);
+  set("idle", s.idle);
+  set("other", s.slots - s.busy - s.idle - s.workers.dead);
+  set("processes", s.processes);
+  set("uptime", fmtDuration(p.server.running_time));
+  set("generation", p.server.running_generation);
+  const dt = prev ? p.time - prev.time : 0;
+  const ok = dt > 0 && s.accesses >= prev.accesses && s.bytes_served >= prev.bytes_served;
+  set("rps", ok ? ((s.accesses - prev.accesses) / dt).toFixed(1) : "-");
+  set("bps", ok ? fmtBytes((s.bytes_served - prev.bytes_served) / dt) + "/s" : "-");
+  prev = { time: p.time, accesses: s.accesses, bytes_served: s.bytes_served };
+  set("states", Object.entries(s.workers).filter(([, n]) => n > 0)
+    .map(([state, n]) => state + ": " + n).join("  \\u00b7  "));
+  renderWorkers(p.workers, p.workers_omitted);
+}
+
+function connect() {
+  const proto = location.protocol === "https:" ? "wss" : "ws";
+  const url = `${proto}://${location.host}${window.METRICS_BASE}/ws`;
+  const ws = new WebSocket(url);
+  ws.onopen = () => { attempt = 0; setState("live", "live"); };
+  ws.onmessage = (ev) => {
+    let p;
+    try { p = JSON.parse(ev.data); } catch (e) { return; }
+    render(p);
+  };
+  ws.onclose = () => {
+    attempt += 1;
+    const delay = Math.min(10, 0.5 * 2 ** (attempt - 1));
+    setState("reconnecting (attempt " + attempt + ")", "down");
+    setTimeout(connect, delay * 1000);
+  };
+}
+
+if (typeof window.METRICS_BASE !== "string") window.METRICS_BASE = "";
+connect();
+</script>
+</body>
+</html>
+"""
+
+if __name__ == "__main__":
+    raise SystemExit(main())
