@@ -26,7 +26,6 @@ build_image() {
   if [ "${have}" = "${RECIPE_HASH}" ]; then
     return
   fi
-  command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
   local rootfs
   rootfs=$(mktemp -d)
   say "building ${tag} with debootstrap (about a minute)"
@@ -44,6 +43,13 @@ build_image() {
 }
 
 [ $# -gt 0 ] || die "usage: $0 SUITE..."
+command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
+# The builds are mostly downloads and unpacking: run them side by side.
+pids=()
 for suite in "$@"; do
-  build_image "${suite}"
+  build_image "${suite}" &
+  pids+=($!)
+done
+for pid in "${pids[@]}"; do
+  wait "${pid}" || die "building an image failed"
 done

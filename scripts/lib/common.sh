@@ -17,7 +17,7 @@ ensure_docker() {
   fi
   [ "$(id -u)" = 0 ] || die "a running Docker engine is needed (start dockerd, or run as root so this script can)"
   if ! command -v dockerd >/dev/null 2>&1; then
-    say "installing Docker engine (docker.io) and debootstrap"
+    say "installing the Docker engine (Debian's docker.io)"
     apt_install docker.io
   fi
   say "starting dockerd"
