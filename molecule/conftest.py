@@ -5,10 +5,14 @@ run there with `host.run`, against 127.0.0.1.
 """
 
 import json
+import os
+import re
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 PROBE = (Path(__file__).parent / "probe.py").read_text()
 
@@ -72,3 +76,33 @@ def wsgi_daemon_groups(config_text: str) -> dict[str, str]:
         if words[:1] == ["WSGIDaemonProcess"]:
             groups[words[1]] = " ".join(words[2:])
     return groups
+
+
+@pytest.fixture(scope="session")
+def check_mode_changes() -> dict[str, int]:
+    """Runs the scenario's converge playbook again with --check --diff (once for
+    all hosts) and returns each host's `changed` count from the play recap."""
+    scenario = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
+    config = yaml.safe_load((scenario / "molecule.yml").read_text())
+    playbook = scenario / config["provisioner"]["playbooks"]["converge"]
+    run = subprocess.run(
+        [
+            "ansible-playbook",
+            "-i",
+            os.environ["MOLECULE_INVENTORY_FILE"],
+            "--check",
+            "--diff",
+            str(playbook),
+        ],
+        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    recap = run.stdout[run.stdout.rindex("PLAY RECAP") :]
+    return {
+        match.group(1): int(match.group(2))
+        for match in re.finditer(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)", recap, re.MULTILINE)
+    }

@@ -21,7 +21,8 @@ FAILED=0
 # A run that failed without a countable failure counts as one failure.
 count_pytest() {
   local name=$1 rc=$2 log=$3 summary p f e
-  summary=$(grep -E '^=+ .*\b(passed|failed|error|errors|no tests ran)\b.* in [0-9.]+s' "${log}" | tail -n 1)
+  # pytest's closing line, e.g. "== 3 failed, 27 passed in 20.1s ==" (bare with -q).
+  summary=$(grep -E '([0-9]+ (passed|failed|errors?)|no tests ran)[a-z0-9, ]* in [0-9.]+s' "${log}" | tail -n 1)
   p=$(grep -oE '[0-9]+ passed' <<<"${summary}" | cut -d' ' -f1)
   f=$(grep -oE '[0-9]+ failed' <<<"${summary}" | cut -d' ' -f1)
   e=$(grep -oE '[0-9]+ errors?' <<<"${summary}" | cut -d' ' -f1)

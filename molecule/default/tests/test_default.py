@@ -103,6 +103,10 @@ def test_websocket_through_apache_gets_live_scoreboard(probe):
     assert second["summary"]["busy"] >= 1
 
 
+def test_check_mode_reports_no_change_on_a_converged_host(host, check_mode_changes):
+    assert check_mode_changes[host.backend.host] == 0
+
+
 def test_restart_brings_the_sidecar_back(host, probe):
     host.run_test("systemctl restart apache2")
     started = time.monotonic()
