@@ -496,6 +496,11 @@ def run_service(
         metrics_source = mod_wsgi.server_metrics
     try:
         asyncio.run(serve(config, metrics_source))
+    except SystemExit:
+        # mod_wsgi turns the SIGTERM of an Apache restart or stop into SystemExit in a
+        # service script: an orderly end, not a failure.
+        log.info("stopping: Apache is restarting or stopping this daemon process")
+        exit_hook(0)
     except BaseException:
         log.critical("serving loop died, exiting so mod_wsgi restarts this process", exc_info=True)
     exit_hook(1)

@@ -465,6 +465,24 @@ def test_run_service_exits_when_tick_task_dies(
 
 
 @pytest.mark.usefixtures("quiet_logging")
+def test_run_service_ends_quietly_on_apache_shutdown(
+    sock_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # mod_wsgi's SIGTERM handler for service scripts raises SystemExit in the loop.
+    config_path = sock_dir / "metrics.json"
+    config_path.write_text(json.dumps({"listen": {"path": str(sock_dir / "s.sock")}}))
+
+    def terminated() -> dict[str, Any]:
+        raise SystemExit()
+
+    with caplog.at_level(logging.INFO, logger="sidecar"):
+        outcome = run_service_in_thread(config_path, terminated)
+    assert isinstance(outcome, Exited) and outcome.args == (0,)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("stopping" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.usefixtures("quiet_logging")
 def test_run_service_exits_when_site_fails(sock_dir: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

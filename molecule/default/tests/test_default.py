@@ -113,3 +113,7 @@ def test_restart_brings_the_sidecar_back(host, probe):
     answer = probe.ws_eventually("/metrics/ws", within=20)
     assert answer["frames"][0]["data"]["type"] == "snapshot"
     print(json.dumps({"sidecar_back_after_s": round(time.monotonic() - started, 2)}))
+    # Restarts end the sidecar in an orderly way, never as a crash.
+    log = host.file("/var/log/apache2/error.log").content_string
+    assert "stopping: Apache is restarting or stopping" in log
+    assert "serving loop died" not in log
