@@ -36,10 +36,14 @@ build_image() {
   # A container has no console to log in on; these units only slow boot.
   rm -f "${rootfs}"/etc/systemd/system/getty.target.wants/* \
         "${rootfs}"/etc/systemd/system/multi-user.target.wants/getty.target
+  local previous
+  previous=$(docker image inspect -f '{{ .Id }}' "${tag}" 2>/dev/null || true)
   tar -C "${rootfs}" -c . | docker import \
     -c 'CMD ["/lib/systemd/systemd"]' -c 'ENV container=docker' \
     -c "LABEL recipe=${RECIPE_HASH}" - "${tag}" >/dev/null
   rm -rf "${rootfs}" "${rootfs}.log"
+  # The image of the old recipe is no use now; keep it only while a container runs it.
+  [ -z "${previous}" ] || docker rmi "${previous}" >/dev/null 2>&1 || true
 }
 
 [ $# -gt 0 ] || die "usage: $0 SUITE..."

@@ -32,11 +32,15 @@ ensure_docker() {
 
 APT_UPDATED=
 apt_install() {
+  local log="${STATE_DIR}/apt.log"
+  mkdir -p "${STATE_DIR}"
   if [ -z "${APT_UPDATED}" ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >"${log}" 2>&1 \
+      || { tail -n 20 "${log}" >&2; die "apt-get update failed"; }
     APT_UPDATED=1
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >"${log}" 2>&1 \
+    || { tail -n 20 "${log}" >&2; die "apt-get install $* failed"; }
 }
 
 # The venv holds the pinned toolchain (requirements-dev.txt); rebuilt when
