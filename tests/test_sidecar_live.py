@@ -445,12 +445,19 @@ def quiet_logging(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sidecar, "setup_logging", lambda *args, **kwargs: None)
 
 
+def write_config(sock_dir: Path, listen: dict[str, Any] | None = None, **extra: Any) -> Path:
+    """A config file like the role writes; a unix socket in sock_dir unless told otherwise."""
+    config_path = sock_dir / "metrics.json"
+    listen = listen or {"path": str(sock_dir / "s.sock")}
+    config_path.write_text(json.dumps({"listen": listen, **extra}))
+    return config_path
+
+
 @pytest.mark.usefixtures("quiet_logging")
 def test_run_service_exits_when_tick_task_dies(
     sock_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    config_path = sock_dir / "metrics.json"
-    config_path.write_text(json.dumps({"listen": {"path": str(sock_dir / "s.sock")}}))
+    config_path = write_config(sock_dir)
 
     def dying() -> dict[str, Any]:
         raise Die()
@@ -469,8 +476,7 @@ def test_run_service_ends_quietly_on_apache_shutdown(
     sock_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # mod_wsgi's SIGTERM handler for service scripts raises SystemExit in the loop.
-    config_path = sock_dir / "metrics.json"
-    config_path.write_text(json.dumps({"listen": {"path": str(sock_dir / "s.sock")}}))
+    config_path = write_config(sock_dir)
 
     def terminated() -> dict[str, Any]:
         raise SystemExit()
@@ -488,16 +494,14 @@ def test_run_service_exits_when_site_fails(sock_dir: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        config_path = sock_dir / "metrics.json"
-        config_path.write_text(json.dumps({"listen": {"host": "127.0.0.1", "port": port}}))
+        config_path = write_config(sock_dir, {"host": "127.0.0.1", "port": port})
         outcome = run_service_in_thread(config_path, lambda: SYNTHETIC)
     assert isinstance(outcome, Exited) and outcome.args == (1,)
 
 
 @pytest.mark.usefixtures("quiet_logging")
 def test_run_service_raises_on_bad_config(sock_dir: Path) -> None:
-    config_path = sock_dir / "metrics.json"
-    config_path.write_text(json.dumps({"listen": {"port": 8765}, "heartbeat": -1}))
+    config_path = write_config(sock_dir, {"port": 8765}, heartbeat=-1)
     outcome = run_service_in_thread(config_path, lambda: SYNTHETIC)
     assert isinstance(outcome, sidecar.ConfigError)
     assert "heartbeat" in str(outcome)
