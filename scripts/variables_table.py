@@ -37,15 +37,27 @@ def _type(option: dict) -> str:
     return option["type"]
 
 
-def render() -> str:
-    rows = ["| Variable | Type | Default | Description |", "|---|---|---|---|"]
-    for name, option in spec_options().items():
-        default = json.dumps(option.get("default"))
+def _rows(options: dict, name_format: str) -> list[str]:
+    rows = []
+    for name, option in options.items():
+        default = "required" if option.get("required") else f"`{json.dumps(option.get('default'))}`"
         description = option["description"]
         if isinstance(description, list):
             description = " ".join(description)
-        rows.append(f"| `{name}` | {_type(option)} | `{default}` | {_markup(description)} |")
-    return "\n".join(rows)
+        name_cell = name_format.format(name)
+        rows.append(f"| {name_cell} | {_type(option)} | {default} | {_markup(description)} |")
+    return rows
+
+
+def render() -> str:
+    header = ["| Variable | Type | Default | Description |", "|---|---|---|---|"]
+    lines = header + _rows(spec_options(), "`{}`")
+    for list_name, option in spec_options().items():
+        if "options" in option:
+            lines += ["", f"Fields of each item of `{list_name}`:", ""]
+            lines += ["| Field | Type | Default | Description |", "|---|---|---|---|"]
+            lines += _rows(option["options"], "`{}`")
+    return "\n".join(lines)
 
 
 def readme_table(text: str) -> str:

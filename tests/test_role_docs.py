@@ -11,7 +11,10 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import variables_table  # noqa: E402
 
-DEFAULTS = yaml.safe_load((ROOT / "roles/mod_wsgi_ws_sidecar/defaults/main.yml").read_text())
+ROLE = ROOT / "roles/mod_wsgi_ws_sidecar"
+DEFAULTS = yaml.safe_load((ROLE / "defaults/main.yml").read_text())
+INTERNALS = yaml.safe_load((ROLE / "vars/main.yml").read_text())
+SIDECAR_FIELDS = variables_table.spec_options()["mod_wsgi_ws_sidecar_sidecars"]["options"]
 
 
 def test_every_default_is_in_the_spec_and_back():
@@ -21,6 +24,21 @@ def test_every_default_is_in_the_spec_and_back():
 def test_spec_defaults_match_defaults_file():
     for name, option in variables_table.spec_options().items():
         assert option.get("default") == DEFAULTS[name], name
+
+
+def test_sidecar_field_defaults_match_the_role_internals():
+    # The role fills in missing fields from vars/main.yml; the spec documents them.
+    item_defaults = INTERNALS["__mod_wsgi_ws_sidecar_sidecar_defaults"]
+    assert set(item_defaults) == set(SIDECAR_FIELDS) - {"name"}
+    for field, default in item_defaults.items():
+        assert SIDECAR_FIELDS[field].get("default") == default, field
+    assert SIDECAR_FIELDS["name"]["required"] is True
+
+
+def test_every_sidecar_field_is_described():
+    for field, option in SIDECAR_FIELDS.items():
+        assert option.get("description"), field
+        assert option.get("type"), field
 
 
 def test_every_variable_is_prefixed_and_described():
