@@ -12,40 +12,68 @@ import time
 from pathlib import Path
 
 import pytest
+import testinfra
 import yaml
 
 PROBE = (Path(__file__).parent / "probe.py").read_text()
 
 
 class Probe:
-    """Runs probe.py inside the container and decodes its JSON answer."""
+    """Runs probe.py inside the container and decodes its JSON answer.
 
-    def __init__(self, host):
+    Keyword options become probe.py flags: host_header="x" -> --host-header x,
+    tls=True -> --tls.
+    """
+
+    def __init__(self, host, user: str | None = None):
         self.host = host
+        self.user = user
+
+    def as_user(self, user: str) -> "Probe":
+        return Probe(self.host, user)
 
     def _call(self, *args: str):
         # testinfra quotes each argument for the remote shell.
-        return self.host.run("python3 -c %s" + " %s" * len(args), PROBE, *args)
+        prefix = f"runuser -u {self.user} -- " if self.user else ""
+        return self.host.run(prefix + "python3 -c %s" + " %s" * len(args), PROBE, *args)
 
     def _run(self, *args: str) -> dict:
         result = self._call(*args)
         assert result.rc == 0, f"probe {args} failed: {result.stderr}"
         return json.loads(result.stdout)
 
-    def http(self, path: str, port: int = 80, host_header: str | None = None) -> dict:
-        extra = ["--host-header", host_header] if host_header else []
-        return self._run("http", path, "--port", str(port), *extra)
+    @staticmethod
+    def _flags(options: dict) -> list[str]:
+        flags = []
+        for name, value in options.items():
+            flag = "--" + name.replace("_", "-")
+            if value is True:
+                flags.append(flag)
+            elif isinstance(value, list):
+                for item in value:
+                    flags += [flag, str(item)]
+            elif value is not None and value is not False:
+                flags += [flag, str(value)]
+        return flags
 
-    def ws(self, path: str, frames: int = 1, timeout: float = 5.0, port: int = 80) -> dict:
-        return self._run(
-            "ws", path, "--frames", str(frames), "--timeout", str(timeout), "--port", str(port)
-        )
+    def http(self, path: str, **options) -> dict:
+        return self._run("http", path, *self._flags(options))
 
-    def ws_eventually(self, path: str, within: float) -> dict:
+    def ws(self, path: str, frames: int = 1, timeout: float = 5.0, **options) -> dict:
+        flags = self._flags({"frames": frames, "timeout": timeout, **options})
+        return self._run("ws", path, *flags)
+
+    def stall(self, path: str, timeout: float, **options) -> dict:
+        return self._run("stall", path, *self._flags({"timeout": timeout, **options}))
+
+    def unix_connect(self, socket_path: str) -> dict:
+        return self._run("unix-connect", socket_path)
+
+    def ws_eventually(self, path: str, within: float, **options) -> dict:
         """The first WebSocket that answers with a frame before the deadline."""
         deadline = time.monotonic() + within
         while True:
-            result = self._call("ws", path, "--timeout", "3")
+            result = self._call("ws", path, *self._flags({"timeout": 3, **options}))
             if result.rc == 0:
                 answer = json.loads(result.stdout)
                 if answer["frames"]:
@@ -78,22 +106,21 @@ def wsgi_daemon_groups(config_text: str) -> dict[str, str]:
     return groups
 
 
-@pytest.fixture(scope="session")
-def check_mode_changes() -> dict[str, int]:
-    """Runs the scenario's converge playbook again with --check --diff (once for
-    all hosts) and returns each host's `changed` count from the play recap."""
+def converge(extra_vars: dict | None = None, check: bool = False) -> dict[str, list[str]]:
+    """Runs the scenario's converge playbook again on all its hosts, as
+    Molecule does, and returns, for each host, the tasks and handlers that
+    reported a change. extra_vars override the playbook's own (a user
+    changing a variable)."""
     scenario = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
     config = yaml.safe_load((scenario / "molecule.yml").read_text())
     playbook = scenario / config["provisioner"]["playbooks"]["converge"]
+    command = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(playbook)]
+    if check:
+        command += ["--check", "--diff"]
+    if extra_vars:
+        command += ["--extra-vars", json.dumps(extra_vars)]
     run = subprocess.run(
-        [
-            "ansible-playbook",
-            "-i",
-            os.environ["MOLECULE_INVENTORY_FILE"],
-            "--check",
-            "--diff",
-            str(playbook),
-        ],
+        command,
         env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"},
         capture_output=True,
         text=True,
@@ -102,7 +129,30 @@ def check_mode_changes() -> dict[str, int]:
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     recap = run.stdout[run.stdout.rindex("PLAY RECAP") :]
-    return {
-        match.group(1): int(match.group(2))
-        for match in re.finditer(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)", recap, re.MULTILINE)
+    changed = {
+        match.group(1): [] for match in re.finditer(r"^(\S+)\s+:\s+ok=", recap, re.MULTILINE)
     }
+    task = ""
+    for line in run.stdout.splitlines():
+        if heading := re.match(r"^(?:TASK|RUNNING HANDLER) \[(.*)\]", line):
+            task = heading.group(1)
+        elif (change := re.match(r"^changed: \[([^\]]+)\]", line)) and task not in changed[
+            change.group(1)
+        ]:
+            changed[change.group(1)].append(task)
+    return changed
+
+
+def scenario_host(name: str):
+    """A testinfra host for an inventory name, for fixtures that look at every
+    host at one moment (pytest groups tests by host, not by moment)."""
+    return testinfra.get_host(
+        f"ansible://{name}", ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"]
+    )
+
+
+@pytest.fixture(scope="session")
+def check_mode_changes() -> dict[str, list[str]]:
+    """The converge playbook run again with --check --diff (once for all
+    hosts): what each host would change."""
+    return converge(check=True)

@@ -4,8 +4,14 @@ Standard library only, so it checks the deployment without leaning on what
 the deployment installed. Every call is bounded in time. Prints one JSON
 document on stdout.
 
-    python3 probe.py http PATH [--host-header H] [--port P]
-    python3 probe.py ws PATH [--frames N] [--timeout S] [--port P]
+    python3 probe.py http PATH [--host-header H] [--header "N: V"] [--port P] [--tls --cafile F]
+    python3 probe.py ws PATH [--frames N] [--timeout S] [--send TEXT] [--idle S] ...
+    python3 probe.py stall PATH [--timeout S] ...   POST whose body never comes:
+                                                   how long until Apache gives up
+    python3 probe.py unix-connect SOCKET            can this user connect at all?
+
+With --tls the connection is HTTPS to port 443 by default, verified against
+--cafile, with the Host header (or 127.0.0.1) as the TLS server name.
 """
 
 import argparse
@@ -14,18 +20,34 @@ import http.client
 import json
 import os
 import socket
+import ssl
 import struct
 import sys
 import time
 
 
-def http_get(path: str, port: int, host_header: str | None, timeout: float) -> dict:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    headers = {"Host": host_header} if host_header else {}
-    conn.request("GET", path, headers=headers)
+def connect(args) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", args.port), timeout=args.timeout)
+    if not args.tls:
+        return sock
+    context = ssl.create_default_context(cafile=args.cafile)
+    return context.wrap_socket(sock, server_hostname=args.host_header or "127.0.0.1")
+
+
+def http_get(args) -> dict:
+    conn = http.client.HTTPConnection("127.0.0.1", args.port, timeout=args.timeout)
+    conn.sock = connect(args)
+    headers = dict(header.split(": ", 1) for header in args.header)
+    if args.host_header:
+        headers["Host"] = args.host_header
+    tls_version = conn.sock.version() if args.tls else None
+    conn.request("GET", args.path, headers=headers)
     resp = conn.getresponse()
     body = resp.read().decode("utf-8", "replace")
-    return {"status": resp.status, "headers": dict(resp.getheaders()), "body": body}
+    result = {"status": resp.status, "headers": dict(resp.getheaders()), "body": body}
+    if tls_version:
+        result["tls_version"] = tls_version
+    return result
 
 
 def read_exact(sock: socket.socket, n: int) -> bytes:
@@ -57,12 +79,20 @@ def send_frame(sock: socket.socket, opcode: int, payload: bytes) -> None:
     sock.sendall(bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + masked)
 
 
-def websocket(path: str, port: int, host_header: str | None, frames: int, timeout: float) -> dict:
+def decode(payload: bytes):
+    text = payload.decode("utf-8")
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def websocket(args) -> dict:
     started = time.monotonic()
-    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    sock = connect(args)
     key = base64.b64encode(os.urandom(16)).decode()
     request = (
-        f"GET {path} HTTP/1.1\r\nHost: {host_header or '127.0.0.1'}\r\n"
+        f"GET {args.path} HTTP/1.1\r\nHost: {args.host_header or '127.0.0.1'}\r\n"
         "Upgrade: websocket\r\nConnection: Upgrade\r\n"
         f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
     )
@@ -76,15 +106,20 @@ def websocket(path: str, port: int, host_header: str | None, frames: int, timeou
     status_line = head.split(b"\r\n", 1)[0].decode()
     if " 101 " not in status_line + " ":
         return {"handshake": status_line, "frames": []}
+    if args.idle:
+        # Silent on both sides: only the proxy's idle timeout can end this.
+        time.sleep(args.idle)
+    if args.send is not None:
+        send_frame(sock, 0x1, args.send.encode())
     received = []
-    while len(received) < frames:
-        if time.monotonic() - started > timeout:
-            raise TimeoutError(f"only {len(received)} of {frames} frames in {timeout} s")
+    while len(received) < args.frames:
+        if time.monotonic() - started > args.timeout:
+            raise TimeoutError(f"only {len(received)} of {args.frames} frames in {args.timeout} s")
         opcode, payload = read_frame(sock)
         if opcode == 0x9:  # ping: answer so heartbeats do not drop us
             send_frame(sock, 0xA, payload)
         elif opcode == 0x1:
-            received.append({"at": time.time(), "data": json.loads(payload)})
+            received.append({"at": time.time(), "data": decode(payload)})
         elif opcode == 0x8:
             break
     send_frame(sock, 0x8, struct.pack("!H", 1000))
@@ -96,20 +131,55 @@ def websocket(path: str, port: int, host_header: str | None, frames: int, timeou
     }
 
 
+def stall(args) -> dict:
+    """Sends a POST's headers but never its body, and times how long Apache
+    waits before answering or closing."""
+    started = time.monotonic()
+    sock = connect(args)
+    sock.sendall(
+        f"POST {args.path} HTTP/1.1\r\nHost: {args.host_header or '127.0.0.1'}\r\n"
+        "Content-Type: text/plain\r\nContent-Length: 100\r\n\r\n".encode()
+    )
+    answer = b""
+    try:
+        while chunk := sock.recv(4096):
+            answer += chunk
+    except TimeoutError:
+        return {"closed": False, "elapsed": time.monotonic() - started}
+    status = answer.split(b"\r\n", 1)[0].decode("latin-1")
+    return {"closed": True, "elapsed": time.monotonic() - started, "status_line": status}
+
+
+def unix_connect(args) -> dict:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(args.timeout)
+    try:
+        sock.connect(args.path)
+    except OSError as exc:
+        return {"connected": False, "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        sock.close()
+    return {"connected": True}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("kind", choices=["http", "ws"])
+    parser.add_argument("kind", choices=["http", "ws", "stall", "unix-connect"])
     parser.add_argument("path")
-    parser.add_argument("--port", type=int, default=80)
+    parser.add_argument("--port", type=int)
     parser.add_argument("--host-header")
+    parser.add_argument("--header", action="append", default=[], help='"Name: value"')
+    parser.add_argument("--tls", action="store_true")
+    parser.add_argument("--cafile")
     parser.add_argument("--frames", type=int, default=1)
+    parser.add_argument("--send")
+    parser.add_argument("--idle", type=float, default=0.0)
     parser.add_argument("--timeout", type=float, default=5.0)
     args = parser.parse_args()
-    if args.kind == "http":
-        result = http_get(args.path, args.port, args.host_header, args.timeout)
-    else:
-        result = websocket(args.path, args.port, args.host_header, args.frames, args.timeout)
-    json.dump(result, sys.stdout)
+    if args.port is None:
+        args.port = 443 if args.tls else 80
+    kinds = {"http": http_get, "ws": websocket, "stall": stall, "unix-connect": unix_connect}
+    json.dump(kinds[args.kind](args), sys.stdout)
     return 0
 
 

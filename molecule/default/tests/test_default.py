@@ -104,7 +104,7 @@ def test_websocket_through_apache_gets_live_scoreboard(probe):
 
 
 def test_check_mode_reports_no_change_on_a_converged_host(host, check_mode_changes):
-    assert check_mode_changes[host.backend.host] == 0
+    assert check_mode_changes[host.backend.host] == []
 
 
 def test_restart_brings_the_sidecar_back(host, probe):

@@ -1,0 +1,89 @@
+"""The user's own Starlette sidecar (uvicorn in a service script, unix socket,
+mounted at /ws/) beside the metrics dashboard, checked from inside each
+container. Apache's Timeout is 4 s here (molecule.yml); the echo sidecar's
+ProxyPass has timeout=3600."""
+
+import json
+
+from conftest import PROBE, enabled_apache_config, wsgi_daemon_groups
+
+ECHO_SOCKET_DIR = "/run/mod_wsgi_ws_sidecar/echo"
+
+
+def test_config_syntax_ok(host):
+    result = host.run("apache2ctl -t")
+    assert result.rc == 0, result.stderr
+
+
+def test_only_the_metrics_group_may_read_the_scoreboard(host):
+    groups = wsgi_daemon_groups(enabled_apache_config(host))
+    assert "server-metrics=on" in groups["metrics-sidecar"].split()
+    assert "server-metrics=off" in groups["echo"].split()
+    assert "threads=0" in groups["echo"].split()
+    assert "server-metrics=on" not in groups["wsgi-app"]
+
+
+def test_echo_sidecar_gets_none_from_server_metrics(probe):
+    # The app reports what mod_wsgi.server_metrics() gave it in its own process.
+    answer = probe.http("/ws/")
+    assert answer["status"] == 200
+    expected = {"sidecar": "echo", "prefix": "/ws", "server_metrics": False}
+    assert json.loads(answer["body"]) == expected
+
+
+def test_metrics_sidecar_reads_the_scoreboard(probe):
+    frames = probe.ws("/metrics/ws", frames=1, timeout=3)["frames"]
+    assert frames[0]["data"]["type"] == "snapshot"
+    assert frames[0]["data"]["summary"]["slots"] > 0
+
+
+def test_both_sidecars_serve_at_once(host):
+    # A dashboard stream and an echo exchange in flight at the same moment.
+    both = host.run(
+        "python3 -c %s ws /metrics/ws --frames 3 --timeout 5 > /tmp/metrics.json & "
+        "python3 -c %s ws /ws/echo --send concurrent --idle 1 --timeout 5 > /tmp/echo.json; "
+        "wait $! && cat /tmp/metrics.json && echo && cat /tmp/echo.json",
+        PROBE,
+        PROBE,
+    )
+    assert both.rc == 0, both.stderr
+    metrics, echo = (json.loads(line) for line in both.stdout.splitlines())
+    assert [frame["data"]["type"] for frame in metrics["frames"]] == ["snapshot"] * 3
+    assert echo["frames"][0]["data"] == "concurrent"
+    # The echo happened while the dashboard stream was open.
+    assert metrics["frames"][0]["at"] < echo["frames"][0]["at"] < metrics["frames"][-1]["at"]
+
+
+def test_echo_socket_is_closed_to_others(host, probe):
+    assert host.file(ECHO_SOCKET_DIR).mode == 0o2750
+    assert host.file(f"{ECHO_SOCKET_DIR}/sidecar.sock").is_socket
+    refused = probe.as_user("nobody").unix_connect(f"{ECHO_SOCKET_DIR}/sidecar.sock")
+    assert refused["error"].startswith("PermissionError"), refused
+
+
+def test_proxy_timeout_is_on_the_echo_route_only(host):
+    config = enabled_apache_config(host)
+    lines = config.splitlines()
+    proxies = [line.split() for line in lines if line.strip().startswith("ProxyPass ")]
+    timeouts = {words[1]: [w for w in words if w.startswith("timeout=")] for words in proxies}
+    assert timeouts == {"/metrics/": [], "/ws/": ["timeout=3600"]}
+    assert "Timeout 4" in config
+
+
+def test_idle_websocket_outlives_apache_timeout(probe):
+    # Silent for 10 s, well past Timeout 4: only timeout=3600 keeps it open.
+    answer = probe.ws("/ws/echo", send="still here", idle=10, timeout=15)
+    assert answer["frames"][0]["data"] == "still here"
+    assert answer["elapsed"] >= 10
+
+
+def test_ordinary_request_keeps_the_general_timeout(probe):
+    # A request whose body never arrives is given up after Timeout (4 s),
+    # not after the WebSocket route's hour.
+    answer = probe.stall("/", timeout=30)
+    assert answer["closed"], answer
+    assert 3 <= answer["elapsed"] < 10, answer
+
+
+def test_check_mode_reports_no_change_on_a_converged_host(host, check_mode_changes):
+    assert check_mode_changes[host.backend.host] == []

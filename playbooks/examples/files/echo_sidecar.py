@@ -1,0 +1,51 @@
+"""A user's own WebSocket sidecar: a Starlette app served by uvicorn, started
+from a mod_wsgi service script (WSGIImportScript) in its own daemon group.
+
+The role writes this sidecar's listener to /etc/mod_wsgi_ws_sidecar/NAME.json,
+NAME being the daemon process group (mod_wsgi.process_group):
+    {"name": ..., "listen": {"host": ..., "port": ...} or {"path": ...}, "prefix": "/ws"}
+
+Routes, as seen through Apache at the mount (for example /ws/):
+    GET  /ws/      this sidecar's name, its prefix and whether it can read
+                   Apache's scoreboard (mod_wsgi.server_metrics() is None
+                   unless the group has server-metrics=on)
+    WS   /ws/echo  sends every text message straight back
+"""
+
+import json
+
+import mod_wsgi
+import uvicorn
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+
+with open(f"/etc/mod_wsgi_ws_sidecar/{mod_wsgi.process_group}.json", encoding="utf-8") as fh:
+    CONFIG = json.load(fh)
+
+
+async def status(request):
+    return JSONResponse(
+        {
+            "sidecar": CONFIG["name"],
+            "prefix": request.headers.get("x-forwarded-prefix", ""),
+            "server_metrics": mod_wsgi.server_metrics() is not None,
+        }
+    )
+
+
+async def echo(websocket):
+    await websocket.accept()
+    async for message in websocket.iter_text():
+        await websocket.send_text(message)
+
+
+app = Starlette(routes=[Route("/", status), WebSocketRoute("/echo", echo)])
+
+listen = CONFIG["listen"]
+if "path" in listen:
+    where = {"uds": listen["path"]}
+else:
+    where = {"host": listen["host"], "port": listen["port"]}
+# Blocks for the life of the daemon process, as a service script should.
+uvicorn.Server(uvicorn.Config(app, **where, lifespan="off", log_level="info")).run()
