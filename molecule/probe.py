@@ -10,6 +10,8 @@ document on stdout.
                                                    how long until Apache gives up
     python3 probe.py unix-connect SOCKET            can this user connect at all?
 
+--source 127.0.0.2 connects from another loopback address, which Apache's
+`Require ip 127.0.0.1` does not match: a stand-in for a remote client.
 With --tls the connection is HTTPS to port 443 by default, verified against
 --cafile, with the Host header (or 127.0.0.1) as the TLS server name.
 """
@@ -27,7 +29,8 @@ import time
 
 
 def connect(args) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", args.port), timeout=args.timeout)
+    source = (args.source, 0) if args.source else None
+    sock = socket.create_connection(("127.0.0.1", args.port), args.timeout, source)
     if not args.tls:
         return sock
     context = ssl.create_default_context(cafile=args.cafile)
@@ -169,6 +172,7 @@ def main() -> int:
     parser.add_argument("--port", type=int)
     parser.add_argument("--host-header")
     parser.add_argument("--header", action="append", default=[], help='"Name: value"')
+    parser.add_argument("--source", help="local address to connect from, e.g. 127.0.0.2")
     parser.add_argument("--tls", action="store_true")
     parser.add_argument("--cafile")
     parser.add_argument("--frames", type=int, default=1)

@@ -54,6 +54,16 @@ def test_both_sidecars_serve_at_once(host):
     assert metrics["frames"][0]["at"] < echo["frames"][0]["at"] < metrics["frames"][-1]["at"]
 
 
+def test_each_sidecar_has_its_own_access_rule(probe):
+    # The dashboard admits 127.0.0.1 only; 127.0.0.2 stands for a remote client.
+    remote = {"source": "127.0.0.2"}
+    assert probe.http("/metrics/", **remote)["status"] == 403
+    assert probe.ws("/metrics/ws", **remote)["handshake"].split()[1] == "403"
+    assert probe.http("/metrics/")["status"] == 200
+    # The echo sidecar is open to all.
+    assert probe.ws("/ws/echo", send="from afar", **remote)["frames"][0]["data"] == "from afar"
+
+
 def test_echo_socket_is_closed_to_others(host, probe):
     assert host.file(ECHO_SOCKET_DIR).mode == 0o2750
     assert host.file(f"{ECHO_SOCKET_DIR}/sidecar.sock").is_socket
