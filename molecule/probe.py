@@ -34,12 +34,21 @@ def connect(args) -> socket.socket:
     if not args.tls:
         return sock
     context = ssl.create_default_context(cafile=args.cafile)
+    if args.tls_only:
+        # Offer exactly this version, even one the system policy forbids, to
+        # see what the server accepts.
+        version = ssl.TLSVersion[args.tls_only]
+        context.set_ciphers("DEFAULT:@SECLEVEL=0")
+        context.minimum_version = context.maximum_version = version
     return context.wrap_socket(sock, server_hostname=args.host_header or "127.0.0.1")
 
 
 def http_get(args) -> dict:
     conn = http.client.HTTPConnection("127.0.0.1", args.port, timeout=args.timeout)
-    conn.sock = connect(args)
+    try:
+        conn.sock = connect(args)
+    except ssl.SSLError as exc:
+        return {"tls_error": exc.reason or str(exc)}
     headers = dict(header.split(": ", 1) for header in args.header)
     if args.host_header:
         headers["Host"] = args.host_header
@@ -175,6 +184,7 @@ def main() -> int:
     parser.add_argument("--source", help="local address to connect from, e.g. 127.0.0.2")
     parser.add_argument("--tls", action="store_true")
     parser.add_argument("--cafile")
+    parser.add_argument("--tls-only", help="offer only this TLS version, e.g. TLSv1_1")
     parser.add_argument("--frames", type=int, default=1)
     parser.add_argument("--send")
     parser.add_argument("--idle", type=float, default=0.0)

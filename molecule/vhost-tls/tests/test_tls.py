@@ -20,9 +20,13 @@ def test_config_syntax_ok(host):
     assert result.rc == 0, result.stderr
 
 
-def test_only_modern_tls_protocols(host):
+def test_only_modern_tls_protocols(host, probe):
     config = enabled_apache_config(host)
     assert config.count("SSLProtocol -all +TLSv1.2 +TLSv1.3") == 2
+    assert probe.http("/", tls_only="TLSv1_2", **TLS)["status"] == 200
+    # The server's alert, not the client's own policy, ends a TLS 1.1 handshake.
+    refused = probe.http("/", tls_only="TLSv1_1", **TLS)
+    assert refused == {"tls_error": "TLSV1_ALERT_PROTOCOL_VERSION"}
 
 
 def test_plain_http_redirects_to_the_same_url_over_https(probe):
