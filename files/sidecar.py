@@ -18,10 +18,11 @@ import math
 import os
 import signal
 import stat
+import struct
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from aiohttp import web
@@ -35,8 +36,9 @@ SCOREBOARD_UNAVAILABLE = (
     "scoreboard not available: set server-metrics=on on this sidecar's WSGIDaemonProcess"
     " (or --server-metrics for mod_wsgi-express)"
 )
-# Bounds the frame size on a busy server with a large scoreboard.
-MAX_LISTED_WORKERS = 100
+# Bounds the frame size on a busy server: every WebSocket is a busy worker, so
+# thousands of clients would otherwise mean thousands of rows in every frame.
+MAX_LISTED_WORKERS = 10
 CLEANUP_TIMEOUT = 5.0
 
 
@@ -260,6 +262,23 @@ def encode(payload: Mapping[str, Any]) -> str:
     return json.dumps(payload, separators=(",", ":"))
 
 
+def text_frame(text: str) -> bytes:
+    """One unfragmented WebSocket text frame (RFC 6455, section 5.2).
+
+    A server never masks its frames, so one tick's frame is the same bytes for
+    every client: it is built once and written to each client's socket as is.
+    """
+    data = text.encode()
+    size = len(data)
+    if size < 126:
+        header = struct.pack("!BB", 0x81, size)
+    elif size < 1 << 16:
+        header = struct.pack("!BBH", 0x81, 126, size)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, size)
+    return header + data
+
+
 def render_index(forwarded_prefix: str) -> str:
     """Dashboard HTML with the proxy mount prefix injected as an escaped JS string."""
     prefix = forwarded_prefix.strip().rstrip("/")
@@ -280,8 +299,8 @@ class _Client:
     ws: web.WebSocketResponse
     transport: asyncio.Transport
     peer: str
-    # Serialises the connect-time send with tick sends on the same socket.
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # When a tick last found this client's socket with data still unsent.
+    backlog_since: float | None = None
 
 
 class Sidecar:
@@ -297,6 +316,7 @@ class Sidecar:
         self._handshakes = 0
         self.seq = 0
         self.latest: str | None = None
+        self._latest_frame = b""
         self._problem: str | None = None
         self.tick_task: asyncio.Task[None] | None = None
         self.app = web.Application()
@@ -309,17 +329,21 @@ class Sidecar:
     def take_snapshot(self) -> str:
         """Read the scoreboard once and return the frame text; never raises."""
         self.seq += 1
-        now = self._clock()
         try:
-            payload = build_payload(self._source(), self.seq, now)
+            snapshot = self._source()
+            # Taken after the read (10-40 ms on a large scoreboard), so clients that
+            # compare it with their own clock measure the delivery alone.
+            now = self._clock()
+            payload = build_payload(snapshot, self.seq, now)
             text = encode(payload)
         except Exception as exc:
-            payload = error_payload(self.seq, now, f"scoreboard read failed: {exc!r}")
+            payload = error_payload(self.seq, self._clock(), f"scoreboard read failed: {exc!r}")
             text = encode(payload)
             self._report(payload["error"], exc_info=True)
         else:
             self._report(payload.get("error"))
         self.latest = text
+        self._latest_frame = text_frame(text)
         return text
 
     def _report(self, problem: str | None, exc_info: bool = False) -> None:
@@ -337,7 +361,8 @@ class Sidecar:
         interval = self.config.poll_interval
         deadline = loop.time()
         while True:
-            await self.broadcast(self.take_snapshot())
+            self.take_snapshot()
+            self.broadcast(self._latest_frame)
             # Fixed cadence: the next deadline follows the previous one, not the end of the work;
             # if we fell behind, skip the missed ticks instead of bursting.
             deadline += interval
@@ -346,30 +371,36 @@ class Sidecar:
                 deadline += math.ceil((now - deadline) / interval) * interval
             await asyncio.sleep(deadline - now)
 
-    async def broadcast(self, text: str) -> None:
-        if self.clients:
-            await asyncio.gather(*(self.send(client, text) for client in list(self.clients)))
+    def broadcast(self, frame: bytes) -> None:
+        """Queue one frame on every client's socket, waiting on none of them."""
+        now = time.monotonic()
+        for client in list(self.clients):
+            self.send(client, frame, now)
 
-    async def send(self, client: _Client, text: str) -> None:
-        """Send one frame; a failing, slow or backed-up client is dropped. Never raises."""
-        if client.transport.is_closing():  # it left, or aiohttp gave up on a missed heartbeat
+    def send(self, client: _Client, frame: bytes, now: float) -> None:
+        """Queue a frame; a failing, slow or backed-up client is dropped. Never raises.
+
+        The write is synchronous, and so is every frame aiohttp itself writes (pings,
+        close), so frames never interleave on the socket.
+        """
+        if client.transport.is_closing() or client.ws.closed:  # left, or missed a heartbeat
             self.drop(client, None)
             return
         buffered = client.transport.get_write_buffer_size()
         if buffered > self.config.max_send_buffer:
             self.drop(client, f"{buffered} bytes still unsent")
             return
+        if not buffered:
+            client.backlog_since = None
+        elif client.backlog_since is None:
+            client.backlog_since = now
+        elif now - client.backlog_since > self.config.send_timeout:
+            self.drop(client, f"data unsent for longer than {self.config.send_timeout}s")
+            return
         try:
-            await asyncio.wait_for(self._send_locked(client, text), self.config.send_timeout)
-        except TimeoutError:
-            self.drop(client, f"send took longer than {self.config.send_timeout}s")
+            client.transport.write(frame)
         except Exception as exc:
             self.drop(client, f"send failed: {exc!r}")
-
-    @staticmethod
-    async def _send_locked(client: _Client, text: str) -> None:
-        async with client.lock:
-            await client.ws.send_str(text)
 
     def drop(self, client: _Client, reason: str | None) -> None:
         # Abort rather than close: a close handshake would wait on the very client that is stuck.
@@ -405,8 +436,8 @@ class Sidecar:
         client = _Client(ws, transport, peer)
         self.clients.add(client)
         try:
-            if self.latest is not None:
-                await self.send(client, self.latest)
+            if self._latest_frame:
+                self.send(client, self._latest_frame, time.monotonic())
             # Client messages are ignored, but reading is what processes pongs and close frames.
             async for _msg in ws:
                 pass

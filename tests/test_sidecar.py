@@ -348,6 +348,28 @@ def test_large_idle_scoreboard_gives_small_payload() -> None:
     assert json.loads(text)["summary"]["idle"] == 16 * 64
 
 
+def test_busy_payload_does_not_grow_with_the_scoreboard() -> None:
+    small = sidecar.encode(sidecar.build_payload(big_scoreboard("W"), 1, 0.0))
+    large = sidecar.encode(sidecar.build_payload(big_scoreboard("W", 40, 500), 1, 0.0))
+    assert len(small) < 4096
+    assert abs(len(large) - len(small)) < 64  # only the counts' digits differ
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536])
+def test_text_frame_is_one_unmasked_frame(size: int) -> None:
+    text = "x" * size
+    frame = sidecar.text_frame(text)
+    assert frame[0] == 0x81  # FIN, text
+    assert not frame[1] & 0x80  # servers never mask
+    length, start = frame[1], 2
+    if length == 126:
+        length, start = int.from_bytes(frame[2:4], "big"), 4
+    elif length == 127:
+        length, start = int.from_bytes(frame[2:10], "big"), 10
+    assert length == size
+    assert frame[start:] == text.encode()
+
+
 def test_worker_list_is_capped() -> None:
     payload = sidecar.build_payload(big_scoreboard("W"), 1, 0.0)
     assert len(payload["workers"]) == sidecar.MAX_LISTED_WORKERS

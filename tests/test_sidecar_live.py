@@ -341,10 +341,10 @@ def test_stalled_client_dropped_by_send_timeout(caplog: pytest.LogCaptureFixture
         frames, dropped_after = run(
             stalled_client_scenario(send_timeout=0.2, max_send_buffer=1 << 30)
         )
-    assert any("send took longer than 0.2s" in r.getMessage() for r in caplog.records)
+    assert any("data unsent for longer than 0.2s" in r.getMessage() for r in caplog.records)
     assert dropped_after < 6
-    # a tick waits at most send_timeout (0.2 s) for the stalled client, then it is gone
-    assert max_gap(frames) < 0.6
+    # no tick ever waits for the stalled client: it is dropped after 0.2 s of backlog
+    assert max_gap(frames) < 0.4
     assert len(frames) >= (dropped_after + 0.5) / 0.05 * 0.4
 
 
