@@ -1,0 +1,76 @@
+"""Sizes Apache's mpm_event for WebSocket tunnels next to ordinary HTTP requests.
+
+Every released Apache 2.4 runs a proxied WebSocket's tunnel inside one worker
+thread for the connection's whole life, so WebSocket clients and HTTP requests
+draw from the same pool of threads. The sizing gives each sidecar a per-child
+connection pool (ProxyPass max=) and keeps the rest of every child's threads
+for HTTP, so no WebSocket load can take the WSGI application's share.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+# Large children keep the number of processes (each with its own Python
+# interpreter from mod_wsgi) small; 500 threads per child is measured to work.
+MAX_THREADS_PER_CHILD = 500
+MIN_THREADS_PER_CHILD = 25
+# Two children at least, so one crashing child never takes the whole site.
+MIN_CHILDREN = 2
+# Tunnels do not spread evenly over the children: each child's pool may take
+# a quarter more than its even share before excess clients get a 503.
+POOL_HEADROOM = 1.25
+# Scoreboard slots for children still finishing after a graceful reload.
+GRACEFUL_SHARE = 0.25
+# mpm_event's compiled-in ceiling for ServerLimit.
+SERVER_LIMIT_MAX = 20000
+# Descriptors beyond the connections: listeners, logs, pipes, libraries.
+FD_MARGIN = 1024
+FD_MIN = 8192
+
+
+def mpm_sizing(http: int, sidecars: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The mpm_event settings, per-child pools and open-files limit for a load.
+
+    http: peak concurrent HTTP requests; sidecars: items with `name` and
+    `max_clients` (that sidecar's peak WebSocket clients). `problem` is empty
+    when Apache can honour the load, else it says why not.
+    """
+    caps = {str(s["name"]): int(s["max_clients"]) for s in sidecars}
+    workers = http + math.ceil(sum(caps.values()) * POOL_HEADROOM)
+    # Room in every child for one pool thread per sidecar and as many for HTTP.
+    least = max(MIN_THREADS_PER_CHILD, 2 * len(caps))
+    threads = min(MAX_THREADS_PER_CHILD, max(least, -(-workers // MIN_CHILDREN)))
+    children = max(MIN_CHILDREN, -(-workers // threads))
+    while True:
+        pools = {name: math.ceil(cap * POOL_HEADROOM / children) for name, cap in caps.items()}
+        http_share = threads - sum(pools.values())
+        if http_share >= -(-http // children) or children >= SERVER_LIMIT_MAX:
+            break
+        children += 1
+    server_limit = children + math.ceil(children * GRACEFUL_SHARE)
+    problem = ""
+    if http_share < -(-http // children) or server_limit > SERVER_LIMIT_MAX:
+        problem = (
+            f"{http} HTTP requests and {sum(caps.values())} WebSocket clients need more than"
+            f" mpm_event's {SERVER_LIMIT_MAX} child processes of {threads} threads"
+        )
+    return {
+        "threads_per_child": threads,
+        "children": children,
+        "server_limit": server_limit,
+        "max_request_workers": children * threads,
+        "http_threads_per_child": http_share,
+        "pools": pools,
+        "open_files": max(
+            FD_MIN, max(caps.values(), default=0) + FD_MARGIN, 2 * threads + FD_MARGIN
+        ),
+        "problem": problem,
+    }
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {"mod_wsgi_ws_sidecar_mpm_sizing": mpm_sizing}
