@@ -3,13 +3,15 @@ from a mod_wsgi service script (WSGIImportScript) in its own daemon group.
 
 The role writes this sidecar's listener to /etc/mod_wsgi_ws_sidecar/NAME.json,
 NAME being the daemon process group (mod_wsgi.process_group):
-    {"name": ..., "listen": {"host": ..., "port": ...} or {"path": ...}, "prefix": "/ws"}
+    {"name": ..., "listen": {"host": ..., "port": ...} or {"path": ...},
+     "max_clients": 50, "prefix": "/ws"}
 
 Routes, as seen through Apache at the mount (for example /ws/):
     GET  /ws/      this sidecar's name, its prefix and whether it can read
                    Apache's scoreboard (mod_wsgi.server_metrics() is None
                    unless the group has server-metrics=on)
-    WS   /ws/echo  sends every text message straight back
+    WS   /ws/echo  sends every text message straight back; a client beyond
+                   max_clients is refused (HTTP 403) before the handshake
 """
 
 import json
@@ -34,10 +36,23 @@ async def status(request):
     )
 
 
+clients = 0
+
+
 async def echo(websocket):
-    await websocket.accept()
-    async for message in websocket.iter_text():
-        await websocket.send_text(message)
+    global clients
+    if clients >= CONFIG["max_clients"]:
+        # Apache's pool for this route only bounds the threads it may take;
+        # the exact cap is the app's. Closing before accept refuses the upgrade.
+        await websocket.close(code=1013)
+        return
+    clients += 1
+    try:
+        await websocket.accept()
+        async for message in websocket.iter_text():
+            await websocket.send_text(message)
+    finally:
+        clients -= 1
 
 
 app = Starlette(routes=[Route("/", status), WebSocketRoute("/echo", echo)])

@@ -19,8 +19,8 @@ MAX_THREADS_PER_CHILD = 500
 MIN_THREADS_PER_CHILD = 25
 # Two children at least, so one crashing child never takes the whole site.
 MIN_CHILDREN = 2
-# Tunnels do not spread evenly over the children: each child's pool may take
-# a quarter more than its even share before excess clients get a 503.
+# Threads for a quarter more WebSockets than planned: tunnels do not spread
+# evenly over the children.
 POOL_HEADROOM = 1.25
 # Scoreboard slots for children still finishing after a graceful reload.
 GRACEFUL_SHARE = 0.25
@@ -39,22 +39,34 @@ def mpm_sizing(http: int, sidecars: Sequence[Mapping[str, Any]]) -> dict[str, An
     when Apache can honour the load, else it says why not.
     """
     caps = {str(s["name"]): int(s["max_clients"]) for s in sidecars}
-    workers = http + math.ceil(sum(caps.values()) * POOL_HEADROOM)
-    # Room in every child for one pool thread per sidecar and as many for HTTP.
-    least = max(MIN_THREADS_PER_CHILD, 2 * len(caps))
-    threads = min(MAX_THREADS_PER_CHILD, max(least, -(-workers // MIN_CHILDREN)))
-    children = max(MIN_CHILDREN, -(-workers // threads))
+    websockets = sum(caps.values())
+    workers = http + math.ceil(websockets * POOL_HEADROOM)
+    children = MIN_CHILDREN
     while True:
-        pools = {name: math.ceil(cap * POOL_HEADROOM / children) for name, cap in caps.items()}
-        http_share = threads - sum(pools.values())
-        if http_share >= -(-http // children) or children >= SERVER_LIMIT_MAX:
+        # Threads every child keeps for HTTP, whatever its WebSocket load.
+        reserve = -(-http // children)
+        # Enough threads for the whole load; and, where it fits, enough for one
+        # child to hold every client: new connections do not spread evenly over
+        # the children (a burst tends to land on one), and a child whose pool is
+        # full answers 503 even when the others have room.
+        threads = min(
+            MAX_THREADS_PER_CHILD,
+            max(MIN_THREADS_PER_CHILD, -(-workers // children), reserve + websockets),
+        )
+        space = threads - reserve
+        if websockets <= space:
+            pools = dict(caps)
+        else:  # each sidecar gets its share of what HTTP leaves in a child
+            pools = {name: max(1, space * cap // websockets) for name, cap in caps.items()}
+        fits = children * threads >= workers and sum(pools.values()) <= space
+        if fits or children >= SERVER_LIMIT_MAX:
             break
         children += 1
     server_limit = children + math.ceil(children * GRACEFUL_SHARE)
     problem = ""
-    if http_share < -(-http // children) or server_limit > SERVER_LIMIT_MAX:
+    if not fits or server_limit > SERVER_LIMIT_MAX:
         problem = (
-            f"{http} HTTP requests and {sum(caps.values())} WebSocket clients need more than"
+            f"{http} HTTP requests and {websockets} WebSocket clients need more than"
             f" mpm_event's {SERVER_LIMIT_MAX} child processes of {threads} threads"
         )
     return {
@@ -62,7 +74,7 @@ def mpm_sizing(http: int, sidecars: Sequence[Mapping[str, Any]]) -> dict[str, An
         "children": children,
         "server_limit": server_limit,
         "max_request_workers": children * threads,
-        "http_threads_per_child": http_share,
+        "http_threads_per_child": threads - sum(pools.values()),
         "pools": pools,
         "open_files": max(
             FD_MIN, max(caps.values(), default=0) + FD_MARGIN, 2 * threads + FD_MARGIN
