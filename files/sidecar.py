@@ -38,7 +38,7 @@ SCOREBOARD_UNAVAILABLE = (
 )
 # Bounds the frame size on a busy server: every WebSocket is a busy worker, so
 # thousands of clients would otherwise mean thousands of rows in every frame.
-MAX_LISTED_WORKERS = 10
+MAX_LISTED_WORKERS = 6
 CLEANUP_TIMEOUT = 5.0
 
 
@@ -220,19 +220,16 @@ def active_workers(snapshot: Scoreboard) -> list[dict[str, Any]]:
             state = normalise_status(worker.get("status"))
             if state in HIDDEN_STATES:
                 continue
+            # Only what the dashboard shows: rows go to every client every tick.
             rows.append(
                 {
                     "process": proc.get("process_num", i),
-                    "pid": proc.get("pid"),
                     "thread": j,
                     "state": state,
                     "code": STATE_CODES[state],
                     "client": str(worker.get("client") or ""),
                     "request": str(worker.get("request") or ""),
                     "vhost": str(worker.get("vhost") or ""),
-                    "access_count": worker.get("access_count"),
-                    "bytes_served": worker.get("bytes_served"),
-                    "start_time": _ms(worker.get("start_time")),
                 }
             )
     return rows
