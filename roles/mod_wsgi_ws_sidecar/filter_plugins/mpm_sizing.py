@@ -28,6 +28,7 @@ GRACEFUL_SHARE = 0.25
 SERVER_LIMIT_MAX = 20000
 # Descriptors beyond the connections: listeners, logs, pipes, libraries.
 FD_MARGIN = 1024
+# Never below what Debian's apachectl would set.
 FD_MIN = 8192
 
 
