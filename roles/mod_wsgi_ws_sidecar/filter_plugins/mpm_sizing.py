@@ -2,9 +2,16 @@
 
 Every released Apache 2.4 runs a proxied WebSocket's tunnel inside one worker
 thread for the connection's whole life, so WebSocket clients and HTTP requests
-draw from the same pool of threads. The sizing gives each sidecar a per-child
-connection pool (ProxyPass max=) and keeps the rest of every child's threads
-for HTTP, so no WebSocket load can take the WSGI application's share.
+draw from the same threads. Apache gets threads for the HTTP load plus a
+quarter more WebSockets than the sidecars admit (max_clients, which they
+enforce), so HTTP always finds a thread.
+
+Each sidecar's ProxyPass pool (max=, per child) is its max_clients, up to a
+whole child. It is not an even share: measured, new connections do not spread
+evenly over the children (a burst lands on one), and a child whose pool is
+full answers 503 even when the others have room. A child whose threads are all
+busy stops accepting, so a child full of tunnels simply leaves new connections
+to the others.
 """
 
 from __future__ import annotations
@@ -19,9 +26,9 @@ MAX_THREADS_PER_CHILD = 500
 MIN_THREADS_PER_CHILD = 25
 # Two children at least, so one crashing child never takes the whole site.
 MIN_CHILDREN = 2
-# Threads for a quarter more WebSockets than planned: tunnels do not spread
-# evenly over the children.
-POOL_HEADROOM = 1.25
+# Threads for a quarter more WebSockets than planned: refusing the excess
+# takes a thread for a moment too.
+HEADROOM = 1.25
 # Scoreboard slots for children still finishing after a graceful reload.
 GRACEFUL_SHARE = 0.25
 # mpm_event's compiled-in ceiling for ServerLimit.
@@ -41,42 +48,22 @@ def mpm_sizing(http: int, sidecars: Sequence[Mapping[str, Any]]) -> dict[str, An
     """
     caps = {str(s["name"]): int(s["max_clients"]) for s in sidecars}
     websockets = sum(caps.values())
-    workers = http + math.ceil(websockets * POOL_HEADROOM)
-    children = MIN_CHILDREN
-    while True:
-        # Threads every child keeps for HTTP, whatever its WebSocket load.
-        reserve = -(-http // children)
-        # Enough threads for the whole load; and, where it fits, enough for one
-        # child to hold every client: new connections do not spread evenly over
-        # the children (a burst tends to land on one), and a child whose pool is
-        # full answers 503 even when the others have room.
-        threads = min(
-            MAX_THREADS_PER_CHILD,
-            max(MIN_THREADS_PER_CHILD, -(-workers // children), reserve + websockets),
-        )
-        space = threads - reserve
-        if websockets <= space:
-            pools = dict(caps)
-        else:  # each sidecar gets its share of what HTTP leaves in a child
-            pools = {name: max(1, space * cap // websockets) for name, cap in caps.items()}
-        fits = children * threads >= workers and sum(pools.values()) <= space
-        if fits or children >= SERVER_LIMIT_MAX:
-            break
-        children += 1
+    workers = http + math.ceil(websockets * HEADROOM)
+    threads = min(MAX_THREADS_PER_CHILD, max(MIN_THREADS_PER_CHILD, -(-workers // MIN_CHILDREN)))
+    children = max(MIN_CHILDREN, -(-workers // threads))
     server_limit = children + math.ceil(children * GRACEFUL_SHARE)
     problem = ""
-    if not fits or server_limit > SERVER_LIMIT_MAX:
+    if server_limit > SERVER_LIMIT_MAX:
         problem = (
-            f"{http} HTTP requests and {websockets} WebSocket clients need more than"
-            f" mpm_event's {SERVER_LIMIT_MAX} child processes of {threads} threads"
+            f"{http} HTTP requests and {websockets} WebSocket clients need {server_limit}"
+            f" child processes of {threads} threads; mpm_event allows {SERVER_LIMIT_MAX}"
         )
     return {
         "threads_per_child": threads,
         "children": children,
         "server_limit": server_limit,
         "max_request_workers": children * threads,
-        "http_threads_per_child": threads - sum(pools.values()),
-        "pools": pools,
+        "pools": {name: min(cap, threads) for name, cap in caps.items()},
         "open_files": max(
             FD_MIN, max(caps.values(), default=0) + FD_MARGIN, 2 * threads + FD_MARGIN
         ),
