@@ -16,6 +16,9 @@ import testinfra
 import yaml
 
 PROBE = (Path(__file__).parent / "probe.py").read_text()
+# The benchmark's load client, also the capacity tests' (staged in the container).
+LOAD_CLIENT = Path(__file__).resolve().parent.parent / "bench" / "loadclient.py"
+STAGED_LOAD_CLIENT = "/opt/mws-test/loadclient.py"
 
 
 class Probe:
@@ -86,6 +89,29 @@ class Probe:
 @pytest.fixture()
 def probe(host) -> Probe:
     return Probe(host)
+
+
+def load(host, url: str, clients: int, excess: int) -> dict:
+    """Holds `clients` WebSockets at `url` inside the container, then tries
+    `excess` more while sampling the WSGI app at / (bench/loadclient.py)."""
+    host.run("mkdir -p %s", str(Path(STAGED_LOAD_CLIENT).parent))
+    staged = host.run(
+        "python3 -c %s %s %s",
+        "import sys; open(sys.argv[1], 'w').write(sys.argv[2])",
+        STAGED_LOAD_CLIENT,
+        LOAD_CLIENT.read_text(),
+    )
+    assert staged.rc == 0, staged.stderr
+    result = host.run(
+        "timeout 120 python3 %s --url %s --clients %s --excess %s"
+        " --http-url http://127.0.0.1/ --hold 3",
+        STAGED_LOAD_CLIENT,
+        url,
+        str(clients),
+        str(excess),
+    )
+    assert result.rc == 0, result.stderr
+    return json.loads(result.stdout)
 
 
 def enabled_apache_config(host) -> str:

@@ -5,7 +5,7 @@ ProxyPass has timeout=3600."""
 
 import json
 
-from conftest import PROBE, enabled_apache_config, wsgi_daemon_groups
+from conftest import PROBE, enabled_apache_config, load, wsgi_daemon_groups
 
 ECHO_SOCKET_DIR = "/run/mod_wsgi_ws_sidecar/echo"
 
@@ -93,6 +93,28 @@ def test_ordinary_request_keeps_the_general_timeout(probe):
     answer = probe.stall("/", timeout=30)
     assert answer["closed"], answer
     assert 3 <= answer["elapsed"] < 10, answer
+
+
+def test_echo_holds_its_max_clients_and_refuses_the_rest(host):
+    # Both sidecars' clients fit in any one Apache child (ProxyPass max= is
+    # the whole max_clients), so however the connections spread over the
+    # children, all 50 get through; the app itself refuses client 51.
+    report = load(host, "ws://127.0.0.1/ws/echo", clients=50, excess=50)
+    held, excess, http = report["held"], report["excess"], report["http"]
+    assert (held["connected"], held["refused"], held["hung"], held["errors"]) == (50, 0, 0, 0)
+    assert (excess["connected"], excess["refused"], excess["hung"]) == (0, 50, 0)
+    assert excess["refuse_seconds_max"] < 1
+    assert http["failed"] == 0 and http["ok"] > 0
+
+
+def test_each_route_is_bounded_per_child_at_its_max_clients(host):
+    proxies = [
+        line.split()
+        for line in enabled_apache_config(host).splitlines()
+        if line.strip().startswith("ProxyPass ")
+    ]
+    pools = {words[1]: [w for w in words if w.startswith("max=")] for words in proxies}
+    assert pools == {"/metrics/": ["max=20"], "/ws/": ["max=50"]}
 
 
 def test_check_mode_reports_no_change_on_a_converged_host(host, check_mode_changes):

@@ -1,0 +1,678 @@
+"""Renders the benchmark's JSON as docs/benchmarks.md and docs/benchmarks.png (on the host,
+with the venv's matplotlib) and prints the headline table.
+
+    python bench/report.py bench/results/latest.json --markdown docs/benchmarks.md \
+        --png docs/benchmarks.png
+
+Every figure comes from the JSON; the prose below only says what the configurations are
+and how to read the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+# Column order of every table; the run order is (d), (b), (c), (a).
+ORDER = ("debian-default", "role", "nginx", "direct")
+SHORT = {"debian-default": "(a)", "role": "(b)", "nginx": "(c)", "direct": "(d)"}
+COLOURS = {"debian-default": "#c0392b", "role": "#1f6fb2", "nginx": "#2e8b57", "direct": "#7f7f7f"}
+FANOUT_P99_TARGETS = {1000: 250.0, 10000: 1000.0}  # clients -> ms
+TARGET_N = 10000
+MAX_FRAME_BYTES = 2048
+# The machine busier than the container by more than this (points of all cores): other
+# work competed with the run.
+CONTENTION_POINTS = 20
+# Beyond this share of failed HTTP samples the p99 is the timeout itself.
+FAILED_SHARE_FOR_P99 = 0.01
+
+PREAMBLE = """\
+How many dashboard WebSockets one 2-core machine holds through the role's Apache, how
+quickly the sidecar fans a snapshot out to all of them, and what that costs the WSGI
+application next to it. Every client runs inside the benchmark's container and talks to
+127.0.0.1 there; nothing crosses a network.
+
+The same load runs against four configurations, in the order (d), (b), (c), (a):
+
+- **(a) debian-default**: the guide's wiring by hand (mod_wsgi's "Hosting WebSocket
+  Applications") on Debian's stock `mpm_event` (150 workers) and open-files limit, with
+  the guide's sample sidecar re-implemented in `bench/reference_sidecar.py`: the whole
+  scoreboard as indented JSON, sent to one client after the other, no client cap.
+- **(b) role**: the role as deployed by `bench/playbook.yml`, sized with
+  `mod_wsgi_ws_sidecar_capacity_websockets` = the largest size and
+  `mod_wsgi_ws_sidecar_capacity_http: 150`; WebSockets at `ws://127.0.0.1/metrics/ws`.
+- **(c) nginx**: Debian's nginx on 127.0.0.1:8081 as the WebSocket front proxy of the same
+  sidecar (`bench/nginx.conf`); the WSGI application stays behind Apache.
+- **(d) direct**: clients straight to the role's sidecar on 127.0.0.1:8765, the floor
+  that no front proxy can beat.
+
+For each configuration the client ramps to each size in turn and holds the clients while
+it measures, then attempts as many again as the largest size (the overload step: twice
+the configured capacity) and closes everything. How to read the tables:
+
+- **Fan-out delay** is receive time minus the snapshot's own timestamp (same clock), over
+  every (client, tick) delivery of the ticks taken during a ~6 s window; late deliveries
+  are waited for (up to 15 s). (a)'s frames have no timestamp of their own, so its delay
+  is measured from the scoreboard's `current_time`, read just before the frame is built.
+- **Clients reached per tick** is the worst tick's share of the held clients that got it.
+- **HTTP** is `GET /` of the WSGI demo app through Apache in every configuration,
+  sequential, each on a new connection with a 5 s timeout; failures are counted, and when
+  more than 1% fail the p99 is the timeout.
+- **RSS per WebSocket** is the growth of resident memory over the idle state divided by
+  the clients held (RSS summed over processes, so shared pages count once per process).
+- **CPU** is CPU seconds over the phase as % of one core, summed over the processes of
+  the load client (all its workers), the sidecar, Apache or nginx. The container and
+  machine figures are % of all cores: the container's own cgroup, and `/proc/stat`, which
+  also counts whatever else the machine runs. A container near 100% means the figures are
+  bounded by the test bed's CPU; a machine far above the container means other work
+  competed with the run.
+- A hung attempt got no answer within the handshake timeout; a skipped one never started
+  because its step ran out of time (this bounds (a), where most attempts hang).
+"""
+
+
+# --- reading the JSON ---------------------------------------------------------------------
+
+
+def by_key(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {config["key"]: config for config in data.get("configs", [])}
+
+
+def step_of(config: dict[str, Any] | None, size: int) -> dict[str, Any] | None:
+    if config is None:
+        return None
+    return next((s for s in config.get("steps", []) if s["size"] == size), None)
+
+
+def dig(obj: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(obj, dict) or key not in obj:
+            return None
+        obj = obj[key]
+    return obj
+
+
+def http_p99(http: dict[str, Any] | None, timeout_ms: float) -> float | None:
+    """The p99 counting failures: the timeout once more than 1% of samples failed."""
+    if not http:
+        return None
+    total = http["ok"] + http["failed"]
+    if total and http["failed"] / total > FAILED_SHARE_FOR_P99:
+        return timeout_ms
+    return http["p99_ms"]
+
+
+def rss_per_ws_total(step: dict[str, Any] | None) -> float | None:
+    """Resident memory per held WebSocket over every server process (KB)."""
+    if not step or not step["held"]:
+        return None
+    return round(sum(step["memory"]["delta_kb"].values()) / step["held"], 1)
+
+
+# --- formatting ---------------------------------------------------------------------------
+
+
+def num(value: Any, digits: int = 0, suffix: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and digits == 0:
+        value = round(value)
+    text = f"{value:,.{digits}f}" if isinstance(value, float) else f"{value:,}"
+    return text + suffix
+
+
+def pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def mb(kb: int | None) -> str:
+    return "-" if kb is None else f"{kb / 1024:,.0f}"
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    return "-" if a is None or not b else f"x{a / b:.2f}"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+Row = tuple[str, Callable[[dict[str, Any]], str]]
+
+
+def side_by_side(items: dict[str, dict[str, Any] | None], rows: Sequence[Row]) -> list[str]:
+    """One row per metric, one column per configuration (a) to (d)."""
+    header = ["", *(f"{SHORT[k]} {k}" for k in ORDER)]
+    body = [
+        [label, *(fmt(items[k]) if items.get(k) else "-" for k in ORDER)] for label, fmt in rows
+    ]
+    return table(header, body)
+
+
+def cpu_row(label: str, phase: str, group: str | None) -> Row:
+    def fmt(step: dict[str, Any]) -> str:
+        cpu = dig(step, "cpu", phase) if phase else step.get("cpu")
+        if group == "client":
+            return num(dig(cpu, "client_pct_core"), 0, "%")
+        if group in ("machine", "container"):
+            return num(dig(cpu, f"{group}_busy_pct"), 0, "%")
+        return num(dig(cpu, "server_pct_core", group or ""), 0, "%")
+
+    return label, fmt
+
+
+def step_rows(timeout_ms: float) -> list[Row]:
+    return [
+        ("clients held", lambda s: f"{num(s['held'])} of {num(s['size'])}"),
+        (
+            "this step: refused / hung / errors / skipped",
+            lambda s: " / ".join(
+                num(s["ramp"][k]) for k in ("refused", "hung", "errors", "skipped")
+            ),
+        ),
+        ("ramp duration (s)", lambda s: num(s["ramp"]["seconds"], 1)),
+        (
+            "handshake p50 / p99 (ms)",
+            lambda s: (
+                f"{num(s['ramp']['connect']['p50_ms'])} / {num(s['ramp']['connect']['p99_ms'])}"
+            ),
+        ),
+        ("dropped by the server while held", lambda s: num(s["dropped"])),
+        ("fan-out delay p50 (ms)", lambda s: num(s["fanout"]["delay"]["p50_ms"])),
+        ("**fan-out delay p99 (ms)**", lambda s: num(s["fanout"]["delay"]["p99_ms"])),
+        ("fan-out delay max (ms)", lambda s: num(s["fanout"]["delay"]["max_ms"])),
+        ("clients reached per tick (worst tick)", lambda s: pct(s["fanout"]["share_min"])),
+        ("bytes per client per tick", lambda s: num(s["fanout"]["bytes_per_client_tick"])),
+        (
+            "HTTP p50 / **p99** / max held (ms)",
+            lambda s: (
+                f"{num(s['http']['p50_ms'], 1)} / "
+                f"{num(http_p99(s['http'], timeout_ms), 1)} / {num(s['http']['max_ms'], 1)}"
+            ),
+        ),
+        (
+            "HTTP failed",
+            lambda s: f"{s['http']['failed']} of {s['http']['ok'] + s['http']['failed']}",
+        ),
+        (
+            "RSS Apache / sidecar / nginx (MB)",
+            lambda s: " / ".join(
+                mb(s["memory"]["rss_kb"][g]) for g in ("apache", "sidecar", "nginx")
+            ),
+        ),
+        (
+            "RSS per WebSocket: Apache / sidecar / nginx (KB)",
+            lambda s: " / ".join(
+                num(s["memory"]["per_websocket_kb"][g]) for g in ("apache", "sidecar", "nginx")
+            ),
+        ),
+        ("**RSS per WebSocket, all (KB)**", lambda s: num(rss_per_ws_total(s))),
+        cpu_row("CPU in fan-out window: load client", "fanout", "client"),
+        cpu_row("CPU in fan-out window: sidecar", "fanout", "sidecar"),
+        cpu_row("CPU in fan-out window: Apache", "fanout", "apache"),
+        cpu_row("CPU in fan-out window: nginx", "fanout", "nginx"),
+        cpu_row("CPU in fan-out window: container (all cores)", "fanout", "container"),
+        cpu_row("CPU in fan-out window: machine (all cores)", "fanout", "machine"),
+        cpu_row("CPU during the ramp: load client", "ramp", "client"),
+        cpu_row("CPU during the ramp: sidecar", "ramp", "sidecar"),
+        cpu_row("CPU during the ramp: container (all cores)", "ramp", "container"),
+        cpu_row("CPU during the ramp: machine (all cores)", "ramp", "machine"),
+    ]
+
+
+def overload_rows(timeout_ms: float) -> list[Row]:
+    return [
+        ("held before", lambda o: num(o["held_before"])),
+        ("attempted", lambda o: num(o["attempted"])),
+        (
+            "connected / refused / hung / errors / skipped",
+            lambda o: " / ".join(
+                num(o[k]) for k in ("connected", "refused", "hung", "errors", "skipped")
+            ),
+        ),
+        (
+            "**refused within 1 s**",
+            lambda o: f"{num(o['refused_within_1s'])} of {num(o['attempted'])}",
+        ),
+        (
+            "refusal p50 / p99 / max (ms)",
+            lambda o: " / ".join(num(o["refuse"][k]) for k in ("p50_ms", "p99_ms", "max_ms")),
+        ),
+        (
+            "answers",
+            lambda o: ", ".join(f"{k}: {v}" for k, v in sorted(o["reasons"].items())) or "-",
+        ),
+        ("step duration (s)", lambda o: num(o["seconds"], 1)),
+        (
+            "HTTP p50 / **p99** / max during (ms)",
+            lambda o: (
+                f"{num(o['http']['p50_ms'], 1)} / "
+                f"{num(http_p99(o['http'], timeout_ms), 1)} / {num(o['http']['max_ms'], 1)}"
+            ),
+        ),
+        (
+            "HTTP failed",
+            lambda o: f"{o['http']['failed']} of {o['http']['ok'] + o['http']['failed']}",
+        ),
+        cpu_row("CPU: load client", "", "client"),
+        cpu_row("CPU: sidecar", "", "sidecar"),
+        cpu_row("CPU: Apache", "", "apache"),
+        cpu_row("CPU: container (all cores)", "", "container"),
+        cpu_row("CPU: machine (all cores)", "", "machine"),
+    ]
+
+
+# --- targets ------------------------------------------------------------------------------
+
+
+def verdict(ok: bool | None) -> str:
+    return "NOT MEASURED" if ok is None else ("**MET**" if ok else "**MISSED**")
+
+
+def targets(data: dict[str, Any], timeout_ms: float) -> list[list[str]]:
+    role = by_key(data).get("role")
+    idle_p99 = http_p99(dig(role, "idle", "http"), timeout_ms)
+    big = step_of(role, TARGET_N)
+    over = dig(role, "overload")
+    rows = []
+
+    if big:
+        bad = sum(big["ramp"][k] for k in ("refused", "hung", "errors", "skipped"))
+        ok = big["held"] == TARGET_N and bad == 0 and big["dropped"] == 0
+        rows.append(
+            [
+                f"(b) holds N={TARGET_N:,} with none refused or hung",
+                verdict(ok),
+                f"held {big['held']:,}; refused/hung/errors/skipped at the last step: "
+                + " / ".join(str(big["ramp"][k]) for k in ("refused", "hung", "errors", "skipped")),
+            ]
+        )
+        held_p99 = http_p99(big["http"], timeout_ms)
+        ok_http = None if held_p99 is None or idle_p99 is None else held_p99 <= 2 * idle_p99
+        rows.append(
+            [
+                f"HTTP p99 while holding {TARGET_N:,} within 2x idle p99",
+                verdict(ok_http),
+                f"{num(held_p99, 1)} ms held vs {num(idle_p99, 1)} ms idle",
+            ]
+        )
+    else:
+        rows.append([f"(b) holds N={TARGET_N:,} with none refused or hung", verdict(None), "-"])
+        rows.append([f"HTTP p99 while holding {TARGET_N:,} within 2x idle p99", verdict(None), "-"])
+
+    for size, limit in FANOUT_P99_TARGETS.items():
+        step = step_of(role, size)
+        p99 = dig(step, "fanout", "delay", "p99_ms")
+        # Of the N clients wanted, not only of those that got in.
+        reached = None if step is None else (step["fanout"]["share_min"] or 0) * step["held"] / size
+        ok = None if p99 is None or reached is None else p99 < limit and reached >= 1.0
+        rows.append(
+            [
+                f"fan-out p99 < {limit:,.0f} ms at N={size:,}, every one of N clients reached",
+                verdict(ok),
+                f"{num(p99)} ms; worst tick reached {pct(reached)} of {size:,}" if step else "-",
+            ]
+        )
+
+    frames = [
+        s["fanout"]["bytes_per_client_tick"]
+        for s in (role or {}).get("steps", [])
+        if s["fanout"]["bytes_per_client_tick"] is not None
+    ]
+    rows.append(
+        [
+            f"bytes per client per tick < 2 KB ({MAX_FRAME_BYTES:,} bytes), every size",
+            verdict(max(frames) < MAX_FRAME_BYTES if frames else None),
+            ", ".join(
+                f"{num(s['fanout']['bytes_per_client_tick'])} at N={s['size']:,}"
+                for s in (role or {}).get("steps", [])
+            )
+            or "-",
+        ]
+    )
+
+    if over:
+        ok = over["refused_within_1s"] == over["attempted"]
+        rows.append(
+            [
+                "at twice the capacity, every excess client refused within 1 s",
+                verdict(ok),
+                f"{over['refused_within_1s']:,} of {over['attempted']:,} refused within 1 s "
+                f"(max {num(over['refuse']['max_ms'])} ms; connected {over['connected']:,}, "
+                f"hung {over['hung']:,})",
+            ]
+        )
+        p99 = http_p99(over["http"], timeout_ms)
+        ok_http = None if p99 is None or idle_p99 is None else p99 <= 2 * idle_p99
+        rows.append(
+            [
+                "at twice the capacity, HTTP p99 within 2x idle p99",
+                verdict(ok_http),
+                f"{num(p99, 1)} ms vs {num(idle_p99, 1)} ms idle",
+            ]
+        )
+    else:
+        rows.append(
+            ["at twice the capacity, every excess client refused within 1 s", "NOT MEASURED", "-"]
+        )
+        rows.append(["at twice the capacity, HTTP p99 within 2x idle p99", "NOT MEASURED", "-"])
+    return rows
+
+
+# --- the figure ---------------------------------------------------------------------------
+
+
+def render_png(data: dict[str, Any], path: str, timeout_ms: float) -> None:
+    configs = by_key(data)
+    fig = Figure(figsize=(11, 4.2), dpi=110)
+    left, right = fig.subplots(1, 2)
+    for key in ORDER:
+        config = configs.get(key)
+        if not config:
+            continue
+        steps = config["steps"]
+        xs = [s["held"] for s in steps]  # (a) never holds more than its workers
+        style = {"color": COLOURS[key], "marker": "o", "label": f"{SHORT[key]} {key}"}
+        fan = [s["fanout"]["delay"]["p99_ms"] for s in steps]
+        left.plot(*_present(xs, fan), **style)
+        http = [http_p99(s["http"], timeout_ms) for s in steps]
+        right.plot(*_present(xs, http), **style)
+    for size, limit in FANOUT_P99_TARGETS.items():
+        left.axhline(limit, color="black", linestyle=":", linewidth=0.8)
+        left.annotate(
+            f"target at {size:,}",
+            (0.01, limit),
+            xycoords=("axes fraction", "data"),
+            fontsize=7,
+            va="bottom",
+        )
+    right.axhline(timeout_ms, color="black", linestyle=":", linewidth=0.8)
+    right.annotate(
+        "timeout (requests failing)",
+        (0.01, timeout_ms),
+        xycoords=("axes fraction", "data"),
+        fontsize=7,
+        va="bottom",
+    )
+    for axis, title in (
+        (left, "Fan-out delay p99 (ms)"),
+        (right, "HTTP p99 of the WSGI app while held (ms)"),
+    ):
+        axis.set_xscale("log")
+        axis.set_yscale("log")
+        axis.set_xlim(right=max(data["sizes"]) * 1.3)  # the largest size stays in view
+        axis.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:,.0f}"))
+        axis.xaxis.set_minor_locator(NullLocator())
+        axis.set_xlabel("WebSocket clients held")
+        axis.set_title(title, fontsize=10)
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize=8)
+    fig.suptitle(f"{data['machine']['nproc']} cores, {data['machine']['cpu_model']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def _present(xs: list[int], ys: list[float | None]) -> tuple[list[int], list[float]]:
+    pairs = [(x, y) for x, y in zip(xs, ys, strict=True) if y is not None]
+    return [x for x, _ in pairs], [y for _, y in pairs]
+
+
+# --- the Markdown -------------------------------------------------------------------------
+
+
+def headline(data: dict[str, Any], timeout_ms: float) -> list[str]:
+    configs = by_key(data)
+    rows = []
+    for key in ORDER:
+        config = configs.get(key)
+        if not config:
+            continue
+        idle = http_p99(config["idle"]["http"], timeout_ms)
+        for step in config["steps"]:
+            ramp = step["ramp"]
+            rows.append(
+                [
+                    f"{SHORT[key]} {key}",
+                    num(step["size"]),
+                    num(step["held"]),
+                    f"{ramp['refused']} / {ramp['hung'] + ramp['skipped']}",
+                    num(step["fanout"]["delay"]["p99_ms"]),
+                    num(step["fanout"]["bytes_per_client_tick"]),
+                    f"{num(http_p99(step['http'], timeout_ms), 1)} ({num(idle, 1)})",
+                    num(rss_per_ws_total(step)),
+                ]
+            )
+        over = config["overload"]
+        rows.append(
+            [
+                f"{SHORT[key]} {key}",
+                f"+{num(over['attempted'])} (overload)",
+                num(over["held_after"]),
+                f"{over['refused']} / {over['hung'] + over['skipped']}",
+                f"refused ≤1 s: {num(over['refused_within_1s'])}",
+                "",
+                f"{num(http_p99(over['http'], timeout_ms), 1)} ({num(idle, 1)})",
+                "",
+            ]
+        )
+    header = [
+        "configuration",
+        "clients",
+        "held",
+        "refused / hung (incl. skipped)",
+        "fan-out p99 (ms)",
+        "bytes/tick",
+        "HTTP p99 ms (idle)",
+        "RSS/WS (KB)",
+    ]
+    return table(header, rows)
+
+
+def machine_section(data: dict[str, Any]) -> list[str]:
+    m = data["machine"]
+    v = m["versions"]
+    s = data["settings"]
+    rows = [
+        ["CPU", f"{m['nproc']} x {m['cpu_model']}"],
+        ["memory", f"{m['memory_gib']} GiB"],
+        ["OS, kernel", f"{m['os']}, {m['kernel']}"],
+        [
+            "versions",
+            f"Apache {v['apache2']} ({v['apache2_package']}), mod_wsgi {v['mod_wsgi']}, "
+            f"aiohttp {v['aiohttp']}, nginx {v['nginx']}, Python {v['python']}",
+        ],
+        ["started", data["started"]],
+        ["source", data.get("revision") or "unknown"],
+        ["command", f"`{data['command']}`"],
+        ["duration", f"{num(data.get('duration_s'))} s for the driver"],
+        ["sizes", ", ".join(f"{n:,}" for n in data["sizes"])],
+        [
+            "load client",
+            f"{s['workers']} worker process(es), {s['inflight']} handshakes in flight at most, "
+            f"{num(s['handshake_timeout_s'], 0)} s handshake timeout, "
+            f"{num(s['step_seconds'], 0)} s per step to start attempts",
+        ],
+    ]
+    return table(["", ""], rows)
+
+
+def server_section(data: dict[str, Any]) -> list[str]:
+    rows = []
+    for key in ORDER:
+        config = by_key(data).get(key)
+        if not config:
+            continue
+        server = config["server"]
+        mpm = ", ".join(f"{k} {v}" for k, v in server["mpm"].items()) or "-"
+        proxy = "<br>".join(f"`{line}`" for line in server["proxypass"]) or "-"
+        rows.append([f"{SHORT[key]} {key}", mpm, proxy, num(server["sidecar_open_files"])])
+    return table(["configuration", "Apache mpm_event", "ProxyPass", "sidecar open files"], rows)
+
+
+def phases(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The CPU figures of every measured phase of one configuration."""
+    held = [cpu for step in config["steps"] for cpu in step["cpu"].values()]
+    return [*held, config["overload"]["cpu"]]
+
+
+def bounds(data: dict[str, Any]) -> list[str]:
+    """What stopped each configuration short of the largest size, and how busy the test bed
+    got, as far as the JSON tells."""
+    largest = max(data["sizes"])
+    lines = []
+    for key in ORDER:
+        config = by_key(data).get(key)
+        step = step_of(config, largest)
+        if not config or not step or step["held"] >= largest:
+            continue
+        held, files = step["held"], config["server"]["sidecar_open_files"]
+        workers = int(config["server"]["mpm"].get("MaxRequestWorkers", 0))
+        why = ""
+        if files and held >= 0.95 * files:
+            why = f"; the sidecar may open {files:,} files"
+        elif key in ("role", "debian-default") and workers and held >= 0.95 * workers:
+            why = f"; Apache's MaxRequestWorkers is {workers:,}"
+        refusals = ", ".join(f"{n:,} x {reason}" for reason, n in step["ramp"]["reasons"].items())
+        if refusals:
+            why += f"; the ramp's refusals: {refusals}"
+        lines.append(f"- {SHORT[key]} {key} held {held:,} of {largest:,}{why}.")
+    measured = [p for config in data.get("configs", []) for p in phases(config)]
+    if measured:
+        client = max(p["client_pct_core"] for p in measured)
+        container = max(p.get("container_busy_pct") or 0 for p in measured)
+        machine = max(p["machine_busy_pct"] or 0 for p in measured)
+        lines.append(
+            f"- Highest over all phases: load client {client:.0f}% of one core (its"
+            f" {data['settings']['workers']} worker processes together); container"
+            f" {container:.0f}% and machine {machine:.0f}% of all cores."
+        )
+        contended = sorted(
+            {
+                f"{SHORT[config['key']]} {config['key']}"
+                for config in data.get("configs", [])
+                for p in phases(config)
+                if (p["machine_busy_pct"] or 0) - (p.get("container_busy_pct") or 0)
+                > CONTENTION_POINTS
+            }
+        )
+        if contended:
+            lines.append(
+                "- Other work on the machine competed with the run (the machine more than"
+                f" {CONTENTION_POINTS} points busier than the container) during"
+                f" {', '.join(contended)}: their figures are noisy."
+            )
+    return [*lines, ""] if lines else ["- Every configuration held every client.", ""]
+
+
+def render_markdown(data: dict[str, Any], png_name: str, timeout_ms: float) -> str:
+    configs = by_key(data)
+    out = [
+        "# Benchmarks: WebSocket capacity and fan-out",
+        "",
+        "<!-- Generated by bench/report.py from bench/results/latest.json: edit those. -->",
+        "",
+        PREAMBLE,
+        "## How to run",
+        "",
+        "```sh",
+        "bench/run.sh                          # sizes 1000 and 10000, 10 to 15 minutes",
+        'BENCH_SIZES="100 300" bench/run.sh    # a quick check of the whole pipeline',
+        "```",
+        "",
+        "It needs what `scripts/test.sh` needs (root or a running Docker engine); see",
+        "`bench/README.md`. Results: `bench/results/latest.json`, this page and its figure.",
+        "",
+        "## The machine and the run",
+        "",
+        *machine_section(data),
+        "## Targets (configuration (b), the role)",
+        "",
+        *table(["target", "verdict", "measured"], targets(data, timeout_ms)),
+        "## Headline",
+        "",
+        *headline(data, timeout_ms),
+        f"![Fan-out p99 and HTTP p99 against clients]({png_name})",
+        "",
+    ]
+    idle_rows: list[Row] = [
+        (
+            "HTTP p50 / p99 / max idle (ms)",
+            lambda c: " / ".join(
+                num(c["idle"]["http"][k], 1) for k in ("p50_ms", "p99_ms", "max_ms")
+            ),
+        ),
+        ("HTTP failed idle", lambda c: str(c["idle"]["http"]["failed"])),
+        (
+            "RSS idle Apache / sidecar / nginx (MB)",
+            lambda c: " / ".join(
+                mb(c["idle"]["rss_kb"][g]) for g in ("apache", "sidecar", "nginx")
+            ),
+        ),
+        ("seconds for the whole configuration", lambda c: num(c["seconds"], 0)),
+    ]
+    out += ["## Idle, before the ramp", "", *side_by_side(dict(configs), idle_rows)]
+    for size in data["sizes"]:
+        steps = {key: step_of(configs.get(key), size) for key in ORDER}
+        out += [f"## Holding {size:,} clients", "", *side_by_side(steps, step_rows(timeout_ms))]
+    overloads = {key: dig(configs.get(key), "overload") for key in ORDER}
+    out += [
+        f"## Overload: {max(data['sizes']):,} more attempts while holding {max(data['sizes']):,}",
+        "",
+        *side_by_side(overloads, overload_rows(timeout_ms)),
+    ]
+    out += ["## (b) against (c) and (d)", "", *ratios(data, timeout_ms)]
+    out += ["## Server settings in effect", "", *server_section(data)]
+    out += ["## What bounded the run", "", *bounds(data)]
+    if data.get("errors"):
+        out += ["## Errors", ""] + [f"- {e['config']}: {e['error']}" for e in data["errors"]] + [""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def ratios(data: dict[str, Any], timeout_ms: float) -> list[str]:
+    configs = by_key(data)
+    rows = []
+    metrics: list[tuple[str, Callable[[dict[str, Any] | None], float | None]]] = [
+        ("fan-out p99", lambda s: dig(s, "fanout", "delay", "p99_ms")),
+        ("HTTP p99 held", lambda s: http_p99(dig(s, "http"), timeout_ms)),
+        ("RSS per WebSocket", rss_per_ws_total),
+    ]
+    for size in data["sizes"]:
+        b, c, d = (step_of(configs.get(k), size) for k in ("role", "nginx", "direct"))
+        for name, get in metrics:
+            rows.append([f"{name} at {size:,}", ratio(get(b), get(c)), ratio(get(b), get(d))])
+    return [
+        "Ratios above 1 mean (b) costs more (slower, or more memory) than the other.",
+        "",
+        *table(["metric", "(b) / (c) nginx", "(b) / (d) direct"], rows),
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Render the benchmark's JSON")
+    parser.add_argument("results", help="bench/results/latest.json")
+    parser.add_argument("--markdown", default="docs/benchmarks.md")
+    parser.add_argument("--png", default="docs/benchmarks.png")
+    args = parser.parse_args(argv)
+    with open(args.results, encoding="utf-8") as fh:
+        data = json.load(fh)
+    timeout_ms = 1000 * data["settings"]["http_timeout_s"]
+    render_png(data, args.png, timeout_ms)
+    png_name = os.path.relpath(args.png, os.path.dirname(os.path.abspath(args.markdown)))
+    with open(args.markdown, "w", encoding="utf-8") as fh:
+        fh.write(render_markdown(data, png_name, timeout_ms))
+    print("\n".join(headline(data, timeout_ms)))
+    print("\n".join(table(["target", "verdict", "measured"], targets(data, timeout_ms))))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The capacity and fan-out benchmark: deploys the role into a fresh Debian 12
+# container (mws-bench) with nginx beside it, runs bench/bench.py inside it
+# (every client and every byte of traffic stays on the container's loopback),
+# copies the results to bench/results/latest.json and renders
+# docs/benchmarks.md and docs/benchmarks.png. See bench/README.md.
+#
+#   bench/run.sh                          sizes "1000 10000" (10 to 15 min)
+#   BENCH_SIZES="100 300" bench/run.sh    a quick run of the whole pipeline
+#   BENCH_KEEP=1 bench/run.sh             keep the container afterwards
+set -euo pipefail
+. "$(dirname "$0")/../scripts/lib/common.sh"
+cd "${PROJECT_ROOT}"
+
+NAME=mws-bench
+IMAGE=mod-wsgi-ws-sidecar/debian:bookworm
+SIZES=${BENCH_SIZES:-1000 10000}
+KEEP=${BENCH_KEEP:-0}
+# Wall-clock bounds: the driver inside the container, and the deployment.
+DRIVER_TIMEOUT=${BENCH_TIMEOUT:-1800}
+DEPLOY_TIMEOUT=900
+RESULTS=bench/results/latest.json
+
+read -r -a sizes <<<"${SIZES}"
+[ ${#sizes[@]} -gt 0 ] || die "BENCH_SIZES is empty"
+largest=0
+for size in "${sizes[@]}"; do
+  [[ "${size}" =~ ^[1-9][0-9]*$ ]] || die "BENCH_SIZES must be positive integers, got '${size}'"
+  [ "${size}" -gt "${largest}" ] || die "BENCH_SIZES must be ascending, got '${SIZES}'"
+  largest=${size}
+done
+
+ensure_testbed
+
+cleanup() {
+  if [ "${KEEP}" = 1 ]; then
+    say "keeping container ${NAME} (docker rm -f ${NAME} removes it)"
+  else
+    docker rm -f "${NAME}" >/dev/null 2>&1 || true
+  fi
+}
+trap cleanup EXIT
+
+docker rm -f "${NAME}" >/dev/null 2>&1 || true
+say "starting container ${NAME}"
+# systemd in a container without --privileged (see scripts/images/build.sh).
+# No published ports: the load client runs inside and targets 127.0.0.1.
+docker run -d --name "${NAME}" --hostname "${NAME}" \
+  --cap-add SYS_ADMIN --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
+  --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
+  --tmpfs /run --tmpfs /run/lock --tmpfs /tmp \
+  "${IMAGE}" >/dev/null
+state=
+for _ in $(seq 1 60); do
+  state=$(docker exec "${NAME}" systemctl is-system-running 2>/dev/null || true)
+  case "${state}" in running|degraded) break ;; esac
+  sleep 1
+done
+case "${state}" in running|degraded) ;; *) die "systemd in ${NAME} did not come up (${state})" ;; esac
+
+say "deploying the role (capacity ${largest} WebSockets), nginx and the benchmark"
+mkdir -p "${STATE_DIR}"
+deploy_log="${STATE_DIR}/bench-deploy.log"
+timeout "${DEPLOY_TIMEOUT}" ansible-playbook -i bench/inventory.yml bench/playbook.yml \
+  -e "{\"bench_capacity\": ${largest}}" >"${deploy_log}" 2>&1 \
+  || { tail -n 40 "${deploy_log}" >&2; die "deployment failed; see ${deploy_log}"; }
+
+# What was measured: the commit, and the role and sidecar as they are in the
+# working tree (they may differ from the commit).
+revision="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+revision+=", roles/ and files/ sha256 $(find roles files -type f -print0 | sort -z \
+  | xargs -0 sha256sum | sha256sum | cut -c1-12)"
+
+say "running the benchmark for sizes ${SIZES} (at most ${DRIVER_TIMEOUT} s)"
+started=${SECONDS}
+rc=0
+# timeout runs inside the container, so it stops the driver itself; the
+# host-side bound only catches a stuck docker exec.
+timeout $((DRIVER_TIMEOUT + 120)) docker exec "${NAME}" \
+  timeout --kill-after=60 "${DRIVER_TIMEOUT}" \
+  python3 /opt/bench/bench.py --sizes "${sizes[@]}" --out /opt/bench/results.json \
+  --command "BENCH_SIZES=\"${SIZES}\" bench/run.sh" \
+  --revision "${revision}" || rc=$?
+say "benchmark driver finished in $((SECONDS - started)) s (exit ${rc})"
+
+# Whatever the driver wrote, even a partial run, is copied out and rendered.
+mkdir -p bench/results
+docker cp "${NAME}:/opt/bench/results.json" "${RESULTS}" \
+  || die "no results to copy (the driver wrote none)"
+python bench/report.py "${RESULTS}" --markdown docs/benchmarks.md --png docs/benchmarks.png
+exit "${rc}"

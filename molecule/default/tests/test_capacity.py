@@ -1,0 +1,52 @@
+"""Capacity with the role's default sizing (150 HTTP requests, 500 WebSockets):
+Apache runs with the computed mpm_event limits, holds every planned WebSocket
+with the WSGI application still answering, and refuses the excess at once.
+The load client is the benchmark's (bench/loadclient.py), run inside the
+container against its own loopback."""
+
+from conftest import enabled_apache_config, load
+
+CAPACITY = 500
+# What filter_plugins/mpm_sizing.py gives for the defaults (tests/test_mpm_sizing.py).
+SERVER_LIMIT, THREADS_PER_CHILD, POOL_PER_CHILD, OPEN_FILES = 3, 388, 388, 8192
+
+
+def test_apache_runs_with_the_computed_limits(probe):
+    server = probe.ws("/metrics/ws", frames=1)["frames"][0]["data"]["server"]
+    assert (server["server_limit"], server["thread_limit"]) == (SERVER_LIMIT, THREADS_PER_CHILD)
+
+
+def test_websocket_route_is_bounded_per_child(host):
+    proxy_passes = [
+        line.split()
+        for line in enabled_apache_config(host).splitlines()
+        if line.strip().startswith("ProxyPass ")
+    ]
+    assert len(proxy_passes) == 1
+    assert f"max={POOL_PER_CHILD}" in proxy_passes[0]
+    assert "acquire=100" in proxy_passes[0]
+
+
+def test_apache_and_sidecar_may_open_enough_files(host):
+    assert host.check_output("systemctl show -P LimitNOFILE apache2") == str(OPEN_FILES)
+    # Debian's apachectl sets "ulimit -n 8192" unless told not to; the limit
+    # in force must be the drop-in's, whatever its value.
+    environment = host.check_output("systemctl show -P Environment apache2").split()
+    assert "APACHE_ULIMIT_MAX_FILES=true" in environment
+    sidecar_pid = host.check_output("pgrep -f '^.wsgi:metrics-sid'").split()[0]
+    limits = host.file(f"/proc/{sidecar_pid}/limits").content_string
+    assert [line.split()[3:5] for line in limits.splitlines() if "open files" in line] == [
+        [str(OPEN_FILES), str(OPEN_FILES)]
+    ]
+
+
+def test_planned_websockets_held_and_excess_refused_at_once(host):
+    report = load(host, "ws://127.0.0.1/metrics/ws", clients=CAPACITY, excess=100)
+    held, excess, http = report["held"], report["excess"], report["http"]
+    assert (held["connected"], held["refused"], held["hung"], held["errors"]) == (CAPACITY, 0, 0, 0)
+    assert held["messages"] >= CAPACITY  # every held client got snapshots through Apache
+    # The dashboard itself refuses client 501 with a 503, before the handshake.
+    assert (excess["connected"], excess["refused"], excess["hung"]) == (0, 100, 0)
+    assert excess["refuse_seconds_max"] < 1
+    assert http["failed"] == 0 and http["ok"] > 0
+    assert http["p99_ms"] < 1000, http
