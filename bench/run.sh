@@ -41,22 +41,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-docker rm -f "${NAME}" >/dev/null 2>&1 || true
 say "starting container ${NAME}"
-# systemd in a container without --privileged (see scripts/images/build.sh).
 # No published ports: the load client runs inside and targets 127.0.0.1.
-docker run -d --name "${NAME}" --hostname "${NAME}" \
-  --cap-add SYS_ADMIN --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
-  --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
-  --tmpfs /run --tmpfs /run/lock --tmpfs /tmp \
-  "${IMAGE}" >/dev/null
-state=
-for _ in $(seq 1 60); do
-  state=$(docker exec "${NAME}" systemctl is-system-running 2>/dev/null || true)
-  case "${state}" in running|degraded) break ;; esac
-  sleep 1
-done
-case "${state}" in running|degraded) ;; *) die "systemd in ${NAME} did not come up (${state})" ;; esac
+start_systemd_container "${NAME}" "${IMAGE}"
 
 say "deploying the role (capacity ${largest} WebSockets), nginx and the benchmark"
 mkdir -p "${STATE_DIR}"

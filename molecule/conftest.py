@@ -121,6 +121,13 @@ def enabled_apache_config(host) -> str:
     return "\n".join(host.file(path).content_string for path in paths)
 
 
+def proxy_passes(host) -> dict[str, list[str]]:
+    """Each ProxyPass of the running configuration: its path -> its words."""
+    lines = enabled_apache_config(host).splitlines()
+    words = [line.split() for line in lines if line.strip().startswith("ProxyPass ")]
+    return {line[1]: line for line in words}
+
+
 def wsgi_daemon_groups(config_text: str) -> dict[str, str]:
     """WSGIDaemonProcess name -> its options, continuation lines joined."""
     joined = config_text.replace("\\\n", " ")

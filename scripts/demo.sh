@@ -26,20 +26,9 @@ ensure_venv
 activate_venv
 
 if [ "$(docker inspect -f '{{.State.Running}}' "${NAME}" 2>/dev/null)" != true ]; then
-  docker rm -f "${NAME}" >/dev/null 2>&1 || true
   say "starting container ${NAME} (site published on 127.0.0.1:${PORT})"
-  # systemd in a container without --privileged (see scripts/images/build.sh).
-  docker run -d --name "${NAME}" --hostname "${NAME}" \
-    --cap-add SYS_ADMIN --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
-    --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
-    --tmpfs /run --tmpfs /run/lock --tmpfs /tmp \
-    -p "127.0.0.1:${PORT}:80" "${IMAGE}" >/dev/null
+  start_systemd_container "${NAME}" "${IMAGE}" -p "127.0.0.1:${PORT}:80"
 fi
-for _ in $(seq 1 30); do
-  state=$(docker exec "${NAME}" systemctl is-system-running 2>/dev/null || true)
-  case "${state}" in running|degraded) break ;; esac
-  sleep 1
-done
 
 say "deploying with playbooks/site.yml"
 ansible-playbook -i scripts/demo/inventory.yml playbooks/site.yml

@@ -69,6 +69,26 @@ activate_venv() {
   export ANSIBLE_CONFIG="${PROJECT_ROOT}/ansible.cfg"
 }
 
+# Starts NAME from IMAGE as a systemd container without --privileged (see
+# scripts/images/build.sh), replacing any container of that name, and waits
+# until systemd is up. Further arguments go to docker run (a published port).
+start_systemd_container() {
+  local name=$1 image=$2 state=
+  shift 2
+  docker rm -f "${name}" >/dev/null 2>&1 || true
+  docker run -d --name "${name}" --hostname "${name}" \
+    --cap-add SYS_ADMIN --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
+    --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
+    --tmpfs /run --tmpfs /run/lock --tmpfs /tmp \
+    "$@" "${image}" >/dev/null
+  for _ in $(seq 1 60); do
+    state=$(docker exec "${name}" systemctl is-system-running 2>/dev/null || true)
+    case "${state}" in running|degraded) return ;; esac
+    sleep 1
+  done
+  die "systemd in ${name} did not come up (${state})"
+}
+
 ensure_images() {
   "${PROJECT_ROOT}/scripts/images/build.sh" bookworm trixie
 }

@@ -4,7 +4,7 @@ with the WSGI application still answering, and refuses the excess at once.
 The load client is the benchmark's (bench/loadclient.py), run inside the
 container against its own loopback."""
 
-from conftest import enabled_apache_config, load
+from conftest import load, proxy_passes
 
 CAPACITY = 500
 # What filter_plugins/mpm_sizing.py gives for the defaults (tests/test_mpm_sizing.py).
@@ -17,14 +17,10 @@ def test_apache_runs_with_the_computed_limits(probe):
 
 
 def test_websocket_route_is_bounded_per_child(host):
-    proxy_passes = [
-        line.split()
-        for line in enabled_apache_config(host).splitlines()
-        if line.strip().startswith("ProxyPass ")
-    ]
-    assert len(proxy_passes) == 1
-    assert f"max={POOL_PER_CHILD}" in proxy_passes[0]
-    assert "acquire=100" in proxy_passes[0]
+    routes = proxy_passes(host)
+    assert list(routes) == ["/metrics/"]
+    assert f"max={POOL_PER_CHILD}" in routes["/metrics/"]
+    assert "acquire=100" in routes["/metrics/"]
 
 
 def test_apache_and_sidecar_may_open_enough_files(host):

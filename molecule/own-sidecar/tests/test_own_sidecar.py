@@ -5,7 +5,7 @@ ProxyPass has timeout=3600."""
 
 import json
 
-from conftest import PROBE, enabled_apache_config, load, wsgi_daemon_groups
+from conftest import PROBE, enabled_apache_config, load, proxy_passes, wsgi_daemon_groups
 
 ECHO_SOCKET_DIR = "/run/mod_wsgi_ws_sidecar/echo"
 
@@ -72,12 +72,10 @@ def test_echo_socket_is_closed_to_others(host, probe):
 
 
 def test_proxy_timeout_is_on_the_echo_route_only(host):
-    config = enabled_apache_config(host)
-    lines = config.splitlines()
-    proxies = [line.split() for line in lines if line.strip().startswith("ProxyPass ")]
-    timeouts = {words[1]: [w for w in words if w.startswith("timeout=")] for words in proxies}
+    routes = proxy_passes(host).items()
+    timeouts = {path: [w for w in words if w.startswith("timeout=")] for path, words in routes}
     assert timeouts == {"/metrics/": [], "/ws/": ["timeout=3600"]}
-    assert "Timeout 4" in config
+    assert "Timeout 4" in enabled_apache_config(host)
 
 
 def test_idle_websocket_outlives_apache_timeout(probe):
@@ -108,12 +106,8 @@ def test_echo_holds_its_max_clients_and_refuses_the_rest(host):
 
 
 def test_each_route_is_bounded_per_child_at_its_max_clients(host):
-    proxies = [
-        line.split()
-        for line in enabled_apache_config(host).splitlines()
-        if line.strip().startswith("ProxyPass ")
-    ]
-    pools = {words[1]: [w for w in words if w.startswith("max=")] for words in proxies}
+    routes = proxy_passes(host).items()
+    pools = {path: [w for w in words if w.startswith("max=")] for path, words in routes}
     assert pools == {"/metrics/": ["max=20"], "/ws/": ["max=50"]}
 
 
