@@ -4,7 +4,8 @@ Runs as a mod_wsgi service script: a daemon process group with threads=0 and
 server-metrics=on imports a wrapper that calls run_service(), which never returns.
 For development it also runs standalone: python3 sidecar.py --listen 127.0.0.1:8765
 
-Only the standard library and aiohttp (3.8 to 3.11, public APIs only) are used.
+The page it serves is dashboard.html, beside this file. Only the standard library and
+aiohttp (3.8 to 3.11, public APIs only) are used.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NoReturn
 
 from aiohttp import web
@@ -274,6 +276,10 @@ def text_frame(text: str) -> bytes:
     else:
         header = struct.pack("!BBQ", 0x81, 127, size)
     return header + data
+
+
+# The page is a file of its own beside this one; the role installs both.
+DASHBOARD_HTML = (Path(__file__).resolve().parent / "dashboard.html").read_text(encoding="utf-8")
 
 
 def render_index(forwarded_prefix: str) -> str:
@@ -590,150 +596,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     return 0
 
-
-DASHBOARD_HTML = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Apache server metrics</title>
-<!--METRICS_BASE-->
-<style>
-body { font: 14px/1.45 system-ui, sans-serif; margin: 1.5rem; color: #1d2430; background: #f5f6f8; }
-h1 { font-size: 1.25rem; margin: 0 0 1rem; display: flex; gap: .75rem; align-items: center; }
-#state { font-size: .85rem; padding: .1rem .7rem; border-radius: 1rem; background: #e1e4e8; }
-#state.live { background: #cdeed6; color: #14612c; }
-#state.down { background: #fde3c9; color: #8a4600; }
-#error { display: none; margin: 0 0 1rem; padding: .75rem 1rem; border-radius: 6px;
-  background: #fdecea; border: 1px solid #e0867d; color: #8c1d13; font-weight: 600; }
-.cards { display: flex; flex-wrap: wrap; gap: .6rem; margin-bottom: .75rem; }
-.card { background: #fff; border: 1px solid #dde1e6; border-radius: 6px; padding: .45rem .9rem;
-  min-width: 6.5rem; }
-.card b { display: block; font-size: 1.3rem; font-variant-numeric: tabular-nums; }
-.card span { color: #5b6470; font-size: .75rem; text-transform: uppercase; letter-spacing: .03em; }
-#states, #omitted { color: #5b6470; }
-table { border-collapse: collapse; width: 100%; background: #fff; border: 1px solid #dde1e6; }
-th, td { text-align: left; padding: .3rem .6rem; border-bottom: 1px solid #eceff2; }
-th { background: #eef0f3; font-weight: 600; }
-td.request { font-family: ui-monospace, monospace; word-break: break-all; }
-</style>
-</head>
-<body>
-<h1>Apache server metrics <span id="state">connecting</span></h1>
-<div id="error" role="alert"></div>
-<div class="cards">
-  <div class="card"><b id="busy">-</b><span>busy</span></div>
-  <div class="card"><b id="idle">-</b><span>idle</span></div>
-  <div class="card"><b id="other">-</b><span>other</span></div>
-  <div class="card"><b id="processes">-</b><span>processes</span></div>
-  <div class="card"><b id="rps">-</b><span>requests/s</span></div>
-  <div class="card"><b id="bps">-</b><span>traffic</span></div>
-  <div class="card"><b id="uptime">-</b><span>uptime</span></div>
-  <div class="card"><b id="generation">-</b><span>generation</span></div>
-  <div class="card"><b id="delay">-</b><span>delivery delay</span></div>
-  <div class="card"><b id="updated">-</b><span>last update</span></div>
-</div>
-<p id="states"></p>
-<table>
-<thead><tr><th>Process</th><th>Thread</th><th>State</th><th>Client</th><th>VHost</th>
-<th>Request</th></tr></thead>
-<tbody id="workers"></tbody>
-</table>
-<p id="omitted"></p>
-<script>
-"use strict";
-// Scoreboard strings are untrusted: everything is rendered with textContent only.
-const $ = (id) => document.getElementById(id);
-const set = (id, value) => { $(id).textContent = String(value); };
-let attempt = 0;
-let prev = null;
-
-function setState(text, cls) { set("state", text); $("state").className = cls; }
-function showError(text) { set("error", text); $("error").style.display = text ? "block" : "none"; }
-
-function fmtBytes(n) {
-  const units = ["B", "KB", "MB", "GB", "TB"];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
-  return (i ? n.toFixed(1) : Math.round(n)) + " " + units[i];
-}
-
-function fmtDuration(s) {
-  s = Math.max(0, Math.floor(s));
-  const d = Math.floor(s / 86400), h = Math.floor(s % 86400 / 3600), m = Math.floor(s % 3600 / 60);
-  return (d ? d + "d " : "") + (d || h ? h + "h " : "") + m + "m " + (s % 60) + "s";
-}
-
-function renderWorkers(workers, omitted) {
-  const body = $("workers");
-  body.textContent = "";
-  for (const w of workers) {
-    const tr = document.createElement("tr");
-    for (const key of ["process", "thread", "state", "client", "vhost", "request"]) {
-      const td = document.createElement("td");
-      td.className = key;
-      td.appendChild(document.createTextNode(String(w[key] ?? "")));
-      tr.appendChild(td);
-    }
-    body.appendChild(tr);
-  }
-  if (!workers.length) {
-    const tr = document.createElement("tr"), td = document.createElement("td");
-    td.colSpan = 6;
-    td.textContent = "no active workers";
-    tr.appendChild(td);
-    body.appendChild(tr);
-  }
-  set("omitted", omitted ? "... and " + omitted + " more active workers not listed" : "");
-}
-
-function render(p) {
-  set("delay", Math.max(0, Date.now() / 1000 - p.time).toFixed(3) + " s");
-  set("updated", new Date(p.time * 1000).toLocaleTimeString());
-  if (p.type === "error") { showError(p.error); return; }
-  if (p.type !== "snapshot") return;
-  showError("");
-  const s = p.summary;
-  set("busy", s.busy);
-  set("idle", s.idle);
-  set("other", s.slots - s.busy - s.idle - s.workers.dead);
-  set("processes", s.processes);
-  set("uptime", fmtDuration(p.server.running_time));
-  set("generation", p.server.running_generation);
-  const dt = prev ? p.time - prev.time : 0;
-  const ok = dt > 0 && s.accesses >= prev.accesses && s.bytes_served >= prev.bytes_served;
-  set("rps", ok ? ((s.accesses - prev.accesses) / dt).toFixed(1) : "-");
-  set("bps", ok ? fmtBytes((s.bytes_served - prev.bytes_served) / dt) + "/s" : "-");
-  prev = { time: p.time, accesses: s.accesses, bytes_served: s.bytes_served };
-  set("states", Object.entries(s.workers).filter(([, n]) => n > 0)
-    .map(([state, n]) => state + ": " + n).join("  \\u00b7  "));
-  renderWorkers(p.workers, p.workers_omitted);
-}
-
-function connect() {
-  const proto = location.protocol === "https:" ? "wss" : "ws";
-  const url = `${proto}://${location.host}${window.METRICS_BASE}/ws`;
-  const ws = new WebSocket(url);
-  ws.onopen = () => { attempt = 0; setState("live", "live"); };
-  ws.onmessage = (ev) => {
-    let p;
-    try { p = JSON.parse(ev.data); } catch (e) { return; }
-    render(p);
-  };
-  ws.onclose = () => {
-    attempt += 1;
-    const delay = Math.min(10, 0.5 * 2 ** (attempt - 1));
-    setState("reconnecting (attempt " + attempt + ")", "down");
-    setTimeout(connect, delay * 1000);
-  };
-}
-
-if (typeof window.METRICS_BASE !== "string") window.METRICS_BASE = "";
-connect();
-</script>
-</body>
-</html>
-"""
 
 if __name__ == "__main__":
     raise SystemExit(main())
