@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -62,6 +63,8 @@ class Config:
     max_clients: int = 1000
     send_timeout: float = 1.0
     max_send_buffer: int = 262144
+    # Origins allowed to open a WebSocket besides the site's own (lower case).
+    origins: tuple[str, ...] = ()
 
     @property
     def listen_url(self) -> str:
@@ -69,7 +72,7 @@ class Config:
 
 
 _NUMERIC_KEYS = ("poll_interval", "heartbeat", "max_clients", "send_timeout", "max_send_buffer")
-_TOP_KEYS = {"name", "listen", *_NUMERIC_KEYS}
+_TOP_KEYS = {"name", "listen", "origins", *_NUMERIC_KEYS}
 _DEFAULTS = Config()
 
 
@@ -121,8 +124,16 @@ def parse_config(data: Any) -> Config:
     name = data.get("name", _DEFAULTS.name)
     if not isinstance(name, str) or not name.isprintable() or not name.strip():
         raise ConfigError(f"config key 'name' must be a non-empty printable string, got {name!r}")
+    origins = data.get("origins", [])
+    if not isinstance(origins, list) or not all(
+        isinstance(o, str) and _origin_key(o) for o in origins
+    ):
+        raise ConfigError(
+            f"config key 'origins' must list origins like 'https://host:port', got {origins!r}"
+        )
     return Config(
         name=name,
+        origins=tuple(_origin_key(o) for o in origins),
         **_parse_listen(data["listen"]),
         **{key: _positive(data, key) for key in _NUMERIC_KEYS},
     )
@@ -144,6 +155,57 @@ def load_config(path: str) -> Config:
         return parse_config(read_config_file(path))
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+# --- cross-site WebSocket hijacking --------------------------------------------------------
+
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def _origin_key(origin: str) -> str:
+    """'scheme://host:port' in lower case with the port spelled out; '' if not an origin."""
+    try:
+        parts = urlsplit(origin.strip().lower())
+        host, port = parts.hostname, parts.port or _DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:  # a port that is not a number, or out of range
+        return ""
+    if parts.scheme not in ("http", "https") or not host or "@" in parts.netloc:
+        return ""
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return ""
+    return f"{parts.scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed: Sequence[str]) -> bool:
+    """May a WebSocket upgrade with this Origin header go ahead?
+
+    A browser always sends Origin on a WebSocket upgrade, and a page of any site
+    may open one to us with the user's cookies and credentials: only the site's
+    own origin (the host and port the browser addressed, `host`) and the
+    configured ones pass. No Origin at all is a non-browser client, which
+    cross-site hijacking cannot use, so it passes.
+    """
+    if origin is None:
+        return True
+    key = _origin_key(origin)
+    if not key:  # "null" (sandboxed frames, file:) or garbage
+        return False
+    if key in allowed:
+        return True
+    if not host:
+        return False
+    scheme = key.split(":", 1)[0]
+    own = _origin_key(f"{scheme}://{host.strip()}")
+    return bool(own) and own == key
+
+
+def site_host(headers: Mapping[str, str]) -> str | None:
+    """The host and port the browser addressed. Behind mod_proxy that is the last
+    X-Forwarded-Host value (Apache appends the real one to any a client sent)."""
+    forwarded = headers.get("X-Forwarded-Host")
+    if forwarded:
+        return forwarded.split(",")[-1].strip()
+    return headers.get("Host")
 
 
 # --- scoreboard -> payload (pure) ----------------------------------------------------------
@@ -420,6 +482,10 @@ class Sidecar:
         )
 
     async def handle_ws(self, request: web.Request) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if not origin_allowed(origin, site_host(request.headers), self.config.origins):
+            log.warning("refused a WebSocket from origin %r (cross-site)", origin)
+            raise web.HTTPForbidden(text="cross-origin WebSocket refused\n")
         # Refuse before the handshake; upgrades in progress count against the limit too.
         if len(self.clients) + self._handshakes >= self.config.max_clients:
             raise web.HTTPServiceUnavailable(text="too many dashboard clients\n")

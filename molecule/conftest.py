@@ -14,8 +14,18 @@ from pathlib import Path
 import pytest
 import testinfra
 import yaml
+from testinfra.utils.ansible_runner import AnsibleRunner
 
 PROBE = (Path(__file__).parent / "probe.py").read_text()
+# Where the role writes, and what Apache reads.
+ROLE_TOUCHED_DIRS = (
+    "/etc/apache2",
+    "/etc/mod_wsgi_ws_sidecar",
+    "/usr/local/lib/mod_wsgi_ws_sidecar",
+    "/etc/systemd/system/apache2.service.d",
+    "/etc/tmpfiles.d",
+    "/run/mod_wsgi_ws_sidecar",
+)
 # The benchmark's load client, also the capacity tests' (staged in the container).
 LOAD_CLIENT = Path(__file__).resolve().parent.parent / "bench" / "loadclient.py"
 STAGED_LOAD_CLIENT = "/opt/mws-test/loadclient.py"
@@ -86,6 +96,18 @@ class Probe:
             time.sleep(0.5)
 
 
+# Probe options for a stand-in remote client: another loopback address,
+# which the role's default allow-list (127.0.0.1, ::1) does not admit.
+REMOTE = {"source": "127.0.0.2"}
+
+
+def status(answer: dict) -> int:
+    """The status code of a probe answer, HTTP or WebSocket handshake."""
+    if "status" in answer:
+        return answer["status"]
+    return int(answer["handshake"].split()[1])
+
+
 @pytest.fixture()
 def probe(host) -> Probe:
     return Probe(host)
@@ -139,11 +161,12 @@ def wsgi_daemon_groups(config_text: str) -> dict[str, str]:
     return groups
 
 
-def converge(extra_vars: dict | None = None, check: bool = False) -> dict[str, list[str]]:
+def run_playbook(
+    extra_vars: dict | None = None, check: bool = False, verbose: bool = False
+) -> subprocess.CompletedProcess:
     """Runs the scenario's converge playbook again on all its hosts, as
-    Molecule does, and returns, for each host, the tasks and handlers that
-    reported a change. extra_vars override the playbook's own (a user
-    changing a variable)."""
+    Molecule does. extra_vars override the playbook's own (a user changing a
+    variable); verbose adds -vvv."""
     scenario = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
     config = yaml.safe_load((scenario / "molecule.yml").read_text())
     playbook = scenario / config["provisioner"]["playbooks"]["converge"]
@@ -152,7 +175,9 @@ def converge(extra_vars: dict | None = None, check: bool = False) -> dict[str, l
         command += ["--check", "--diff"]
     if extra_vars:
         command += ["--extra-vars", json.dumps(extra_vars)]
-    run = subprocess.run(
+    if verbose:
+        command.append("-vvv")
+    return subprocess.run(
         command,
         env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"},
         capture_output=True,
@@ -160,13 +185,15 @@ def converge(extra_vars: dict | None = None, check: bool = False) -> dict[str, l
         timeout=600,
         check=False,
     )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    recap = run.stdout[run.stdout.rindex("PLAY RECAP") :]
-    changed = {
-        match.group(1): [] for match in re.finditer(r"^(\S+)\s+:\s+ok=", recap, re.MULTILINE)
-    }
+
+
+def changed_tasks(output: str) -> dict[str, list[str]]:
+    """For each host in a playbook's output, the tasks and handlers that
+    reported a change."""
+    recap = output[output.rindex("PLAY RECAP") :]
+    changed = {match.group(1): [] for match in re.finditer(r"^(\S+)\s+:\s+ok=", recap, re.M)}
     task = ""
-    for line in run.stdout.splitlines():
+    for line in output.splitlines():
         if heading := re.match(r"^(?:TASK|RUNNING HANDLER) \[(.*)\]", line):
             task = heading.group(1)
         elif (change := re.match(r"^changed: \[([^\]]+)\]", line)) and task not in changed[
@@ -174,6 +201,34 @@ def converge(extra_vars: dict | None = None, check: bool = False) -> dict[str, l
         ]:
             changed[change.group(1)].append(task)
     return changed
+
+
+def converge(extra_vars: dict | None = None, check: bool = False) -> dict[str, list[str]]:
+    """run_playbook that must succeed; returns changed_tasks."""
+    run = run_playbook(extra_vars, check)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return changed_tasks(run.stdout)
+
+
+def scenario_hosts() -> list:
+    """A testinfra host for every host of the scenario's inventory."""
+    runner = AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
+    return [scenario_host(name) for name in runner.get_hosts("all")]
+
+
+def role_files_state(host) -> str:
+    """Every file and link the role manages or Apache reads, with checksums,
+    owners and modes, and Apache's main PID: equal before and after means the
+    host was not touched."""
+    dirs = " ".join(ROLE_TOUCHED_DIRS)
+    # find complains about the directories a host lacks; what it lists is what counts.
+    listing = host.run(
+        f"find {dirs} -xdev \\( -type f -o -type l -o -type d \\) -printf '%p %y %u:%g %m %l\\n'"
+        " 2>/dev/null | sort"
+    ).stdout
+    sums = host.run(f"find {dirs} -type f -print0 2>/dev/null | sort -z | xargs -0 md5sum").stdout
+    pid = host.check_output("systemctl show -p MainPID --value apache2")
+    return f"{listing}\n{sums}\nMainPID={pid}"
 
 
 def scenario_host(name: str):

@@ -10,6 +10,7 @@ document on stdout.
                                                    how long until Apache gives up
     python3 probe.py unix-connect SOCKET            can this user connect at all?
 
+--user NAME:PASSWORD sends HTTP basic auth, with http and ws alike.
 --source 127.0.0.2 connects from another loopback address, which Apache's
 `Require ip 127.0.0.1` does not match: a stand-in for a remote client.
 With --tls the connection is HTTPS to port 443 by default, verified against
@@ -49,7 +50,7 @@ def http_get(args) -> dict:
         conn.sock = connect(args)
     except ssl.SSLError as exc:
         return {"tls_error": exc.reason or str(exc)}
-    headers = dict(header.split(": ", 1) for header in args.header)
+    headers = request_headers(args)
     if args.host_header:
         headers["Host"] = args.host_header
     tls_version = conn.sock.version() if args.tls else None
@@ -99,14 +100,23 @@ def decode(payload: bytes):
         return text
 
 
+def request_headers(args) -> dict:
+    """--header "N: V" lines, and --user NAME:PASSWORD as HTTP basic auth."""
+    headers = dict(header.split(": ", 1) for header in args.header)
+    if args.user:
+        headers["Authorization"] = "Basic " + base64.b64encode(args.user.encode()).decode()
+    return headers
+
+
 def websocket(args) -> dict:
     started = time.monotonic()
     sock = connect(args)
     key = base64.b64encode(os.urandom(16)).decode()
+    extra = "".join(f"{name}: {value}\r\n" for name, value in request_headers(args).items())
     request = (
         f"GET {args.path} HTTP/1.1\r\nHost: {args.host_header or '127.0.0.1'}\r\n"
         "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
     )
     sock.sendall(request.encode())
     head = b""
@@ -181,6 +191,7 @@ def main() -> int:
     parser.add_argument("--port", type=int)
     parser.add_argument("--host-header")
     parser.add_argument("--header", action="append", default=[], help='"Name: value"')
+    parser.add_argument("--user", help="NAME:PASSWORD for HTTP basic auth")
     parser.add_argument("--source", help="local address to connect from, e.g. 127.0.0.2")
     parser.add_argument("--tls", action="store_true")
     parser.add_argument("--cafile")

@@ -68,6 +68,7 @@ def test_config_all_keys() -> None:
             "max_clients": 5,
             "send_timeout": 0.5,
             "max_send_buffer": 1024,
+            "origins": ["https://Ops.Example.com", "http://10.0.0.5:8080/"],
         }
     )
     assert config == sidecar.Config(
@@ -79,6 +80,7 @@ def test_config_all_keys() -> None:
         max_clients=5,
         send_timeout=0.5,
         max_send_buffer=1024,
+        origins=("https://ops.example.com:443", "http://10.0.0.5:8080"),
     )
     assert isinstance(config.poll_interval, float)
 
@@ -122,6 +124,9 @@ def test_config_host_defaults_to_loopback() -> None:
         ({"listen": LISTEN, "send_timeout": 0}, "'send_timeout'"),
         ({"listen": LISTEN, "max_send_buffer": -5}, "'max_send_buffer'"),
         ({"listen": LISTEN, "max_send_buffer": 1e6}, "'max_send_buffer'"),
+        ({"listen": LISTEN, "origins": "https://example.com"}, "'origins'"),
+        ({"listen": LISTEN, "origins": ["example.com"]}, "'origins'"),
+        ({"listen": LISTEN, "origins": ["https://example.com/app"]}, "'origins'"),
     ],
 )
 def test_config_rejects_bad_values(data: dict[str, Any], key: str) -> None:
@@ -454,3 +459,44 @@ def test_dashboard_renders_data_as_text_only() -> None:
     for element_id in ("state", "busy", "idle", "workers", "error", "rps", "bps", "delay"):
         assert f'id="{element_id}"' in html
     assert "http://" not in html and "https://" not in html  # no external assets
+
+
+# --- the Origin check on the upgrade -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("origin", "host", "allowed", "expected"),
+    [
+        # No Origin: not a browser, so not a hijacking.
+        (None, "example.com", (), True),
+        # The site's own origin, however the port is spelled.
+        ("http://example.com", "example.com", (), True),
+        ("https://example.com", "example.com", (), True),
+        ("http://example.com", "example.com:80", (), True),
+        ("https://EXAMPLE.com:443", "example.com", (), True),
+        ("http://127.0.0.1:8081", "127.0.0.1:8081", (), True),
+        ("http://[::1]:8080", "[::1]:8080", (), True),
+        # Another site, another port of the same host, or no usable origin.
+        ("http://evil.example", "example.com", (), False),
+        ("http://example.com.evil.example", "example.com", (), False),
+        ("http://example.com:8080", "example.com", (), False),
+        ("http://127.0.0.1", "127.0.0.1:8081", (), False),
+        ("null", "example.com", (), False),
+        ("file://", "example.com", (), False),
+        ("http://example.com", None, (), False),
+        # Listed origins pass from any host.
+        ("https://ops.example.com", "example.com", ("https://ops.example.com:443",), True),
+        ("http://ops.example.com", "example.com", ("https://ops.example.com:443",), False),
+    ],
+)
+def test_origin_allowed(
+    origin: str | None, host: str | None, allowed: tuple, expected: bool
+) -> None:
+    assert sidecar.origin_allowed(origin, host, allowed) is expected
+
+
+def test_site_host_trusts_the_value_apache_appended() -> None:
+    # A client's own X-Forwarded-Host comes first; mod_proxy appends the real Host.
+    headers = {"Host": "127.0.0.1:8765", "X-Forwarded-Host": "evil.example, example.com"}
+    assert sidecar.site_host(headers) == "example.com"
+    assert sidecar.site_host({"Host": "example.com"}) == "example.com"

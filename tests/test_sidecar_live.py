@@ -377,6 +377,20 @@ def test_max_clients_refused_with_503() -> None:
     run(scenario())
 
 
+def test_foreign_origin_refused_with_403_and_own_origin_served() -> None:
+    async def scenario() -> None:
+        async with serving() as (sc, client):
+            own = f"http://{client.host}:{client.port}"
+            with pytest.raises(aiohttp.WSServerHandshakeError) as excinfo:
+                await client.ws_connect("/ws", origin="http://evil.example")
+            assert excinfo.value.status == 403
+            assert not sc.clients
+            ws = await client.ws_connect("/ws", origin=own)
+            assert (await frame(ws))["type"] == "snapshot"
+
+    run(scenario())
+
+
 # --- serve() and run_service() -------------------------------------------------------------
 
 

@@ -11,12 +11,7 @@ import pytest
 from conftest import Probe, converge, enabled_apache_config, scenario_host, wsgi_daemon_groups
 
 # The example's dashboard, unchanged; only the echo sidecar goes.
-METRICS = {
-    "name": "metrics-sidecar",
-    "mount": "/metrics/",
-    "port": 8765,
-    "require": ["ip 127.0.0.1 ::1"],
-}
+METRICS = {"name": "metrics-sidecar", "mount": "/metrics/", "port": 8765}
 METRICS_ONLY = {"mod_wsgi_ws_sidecar_sidecars": [METRICS]}
 ECHO_FILES = ["/etc/mod_wsgi_ws_sidecar/echo.json", "/run/mod_wsgi_ws_sidecar/echo"]
 # mod_wsgi's process title, cut to the length of "/usr/sbin/apache2".

@@ -1,0 +1,185 @@
+"""A configuration Apache rejects never reaches the running server: the run
+fails, the role's previous files are put back, Apache is not reloaded, and a
+client polling the site all along sees no failed request. The user's own
+sites and configuration survive every converge untouched."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from conftest import (
+    ROLE_TOUCHED_DIRS,
+    Probe,
+    changed_tasks,
+    converge,
+    run_playbook,
+    scenario_hosts,
+)
+
+POLLER = Path(__file__).resolve().parents[2] / "poller.py"
+STAGED = "/opt/mws-test/poller.py"
+SITE_FILE = "/etc/apache2/sites-available/mod_wsgi_ws_sidecar.conf"
+GOOD = {"mod_wsgi_ws_sidecar_extra_directives": ["Header always set X-Extra-Directive applied"]}
+BAD = {"mod_wsgi_ws_sidecar_extra_directives": ["NoSuchDirective on"]}
+USER_SITE = """Listen 127.0.0.1:8090
+<VirtualHost 127.0.0.1:8090>
+    DocumentRoot /var/www/user-site
+</VirtualHost>
+"""
+USER_FILES = [
+    "/etc/apache2/sites-available/user-site.conf",
+    "/etc/apache2/sites-enabled/user-site.conf",
+    "/etc/apache2/conf-available/user-extra.conf",
+    "/etc/apache2/conf-enabled/user-extra.conf",
+    "/var/www/user-site/index.html",
+]
+
+
+def put(host, path: str, text: str) -> None:
+    written = host.run(
+        'mkdir -p "$(dirname %s)" && python3 -c %s %s %s',
+        path,
+        "import sys; open(sys.argv[1], 'w').write(sys.argv[2])",
+        path,
+        text,
+    )
+    assert written.rc == 0, written.stderr
+
+
+def user_files_state(host) -> str:
+    files = " ".join(USER_FILES)
+    return host.check_output(f"ls -l {files} && md5sum {files}")
+
+
+def extra_header(host) -> str | None:
+    return Probe(host).http("/")["headers"].get("X-Extra-Directive")
+
+
+def graceful_restarts(host) -> int:
+    return int(host.run("grep -c 'Doing graceful restart' /var/log/apache2/error.log").stdout or 0)
+
+
+@pytest.fixture(scope="module")
+def story():
+    """The whole story once for every host: a user's site and configuration
+    beside the role's, a good change, a rejected one while a client polls,
+    and a plain converge back to the playbook's own variables."""
+    hosts = scenario_hosts()
+    for host in hosts:
+        put(host, "/etc/apache2/sites-available/user-site.conf", USER_SITE)
+        put(host, "/etc/apache2/conf-available/user-extra.conf", "ServerSignature Off\n")
+        put(host, "/var/www/user-site/index.html", "the user's own site\n")
+        assert (
+            host.run("a2ensite user-site && a2enconf user-extra && systemctl reload apache2").rc
+            == 0
+        )
+        put(host, STAGED, POLLER.read_text())
+    user_before = {h.backend.hostname: user_files_state(h) for h in hosts}
+
+    good = converge(GOOD)
+    site_good = {h.backend.hostname: h.file(SITE_FILE).md5sum for h in hosts}
+    header_good = {h.backend.hostname: extra_header(h) for h in hosts}
+    reloads_before = {h.backend.hostname: graceful_restarts(h) for h in hosts}
+    pids_before = {
+        h.backend.hostname: h.check_output("systemctl show -p MainPID --value apache2")
+        for h in hosts
+    }
+
+    for host in hosts:
+        host.run("rm -f /opt/mws-test/poll.stop /opt/mws-test/poll.json")
+        started = host.run(
+            "setsid nohup python3 %s http://127.0.0.1/ --out /opt/mws-test/poll.json"
+            " --stop /opt/mws-test/poll.stop --seconds 300 >/dev/null 2>&1 < /dev/null &",
+            STAGED,
+        )
+        assert started.rc == 0, started.stderr
+    time.sleep(1)
+    bad = run_playbook(BAD)
+    time.sleep(1)
+    polled = {}
+    for host in hosts:
+        host.run("touch /opt/mws-test/poll.stop")
+    for host in hosts:
+        for _ in range(50):  # the poller writes its answer within one request's timeout
+            answer = host.run("cat /opt/mws-test/poll.json")
+            if answer.rc == 0 and answer.stdout:
+                break
+            time.sleep(0.2)
+        polled[host.backend.hostname] = json.loads(answer.stdout)
+
+    after_bad = {
+        h.backend.hostname: {
+            "site": h.file(SITE_FILE).md5sum,
+            "header": extra_header(h),
+            "reloads": graceful_restarts(h),
+            "pid": h.check_output("systemctl show -p MainPID --value apache2"),
+            "backups": h.run(f"find {' '.join(ROLE_TOUCHED_DIRS)} -name '*~' 2>/dev/null").stdout,
+        }
+        for h in hosts
+    }
+    back = converge()
+    yield {
+        "hosts": hosts,
+        "good": good,
+        "site_good": site_good,
+        "header_good": header_good,
+        "reloads_before": reloads_before,
+        "pids_before": pids_before,
+        "bad": bad,
+        "bad_changed": changed_tasks(bad.stdout),
+        "polled": polled,
+        "after_bad": after_bad,
+        "back": back,
+        "user_before": user_before,
+    }
+    for host in hosts:
+        host.run("a2dissite user-site; a2disconf user-extra; systemctl reload apache2")
+        host.run(f"rm -f {' '.join(USER_FILES)}")
+
+
+def test_valid_extra_directive_is_applied(story):
+    for name, header in story["header_good"].items():
+        assert header == "applied", name
+
+
+def test_rejected_configuration_fails_the_run_with_apaches_complaint(story):
+    output = story["bad"].stdout + story["bad"].stderr
+    assert story["bad"].returncode != 0
+    assert "Apache rejects the configuration" in output
+    assert "NoSuchDirective" in output
+
+
+def test_rejected_configuration_is_never_loaded(story):
+    for name, after in story["after_bad"].items():
+        # The previous site file is back, byte for byte, with no backup left over.
+        assert after["site"] == story["site_good"][name]
+        assert after["backups"] == ""
+        # Apache neither reloaded nor restarted, and still serves the old config.
+        assert after["reloads"] == story["reloads_before"][name]
+        assert after["pid"] == story["pids_before"][name]
+        assert after["header"] == "applied"
+
+
+def test_site_kept_serving_during_the_rejected_run(story):
+    for name, polled in story["polled"].items():
+        assert polled["requests"] > 100, polled
+        assert polled["failed"] == 0, (name, polled)
+
+
+def test_converge_after_a_rejected_run_changes_only_what_was_asked(story):
+    # Going back to the playbook's own variables drops the extra directive:
+    # the site file and the reload, nothing left over from the failed run.
+    for name, changed in story["back"].items():
+        assert changed == [
+            "mod_wsgi_ws_sidecar : Write the Apache site",
+            "mod_wsgi_ws_sidecar : Remove the backups of the accepted files",
+            "mod_wsgi_ws_sidecar : Check the Apache configuration",
+            "mod_wsgi_ws_sidecar : Reload Apache",
+        ], name
+
+
+def test_users_own_sites_and_config_survive_every_converge(story):
+    for host in story["hosts"]:
+        assert user_files_state(host) == story["user_before"][host.backend.hostname]
+        assert Probe(host).http("/", port=8090)["body"] == "the user's own site\n"
