@@ -43,6 +43,12 @@ SCOREBOARD_UNAVAILABLE = (
 # thousands of clients would otherwise mean thousands of rows in every frame.
 MAX_LISTED_WORKERS = 6
 CLEANUP_TIMEOUT = 5.0
+# After a failure, wait this long before exiting: mod_wsgi restarts a daemon
+# process at once, and a fault that outlives a restart (its port taken, say)
+# would otherwise spin through restarts and flood the error log.
+RESTART_DELAY = 1.0
+# How often a unix-socket listener checks its socket file is still its own.
+SOCKET_CHECK_INTERVAL = 1.0
 
 
 # --- configuration -------------------------------------------------------------------------
@@ -542,28 +548,52 @@ async def start_site(runner: web.AppRunner, config: Config) -> None:
     os.chmod(config.path, 0o660)
 
 
+async def watch_socket(path: str, interval: float) -> None:
+    """Returns once the socket file at `path` is no longer the one bound now.
+
+    Removed or replaced (a tmp cleaner, an operator's rm), it leaves Apache
+    nothing to connect to while this process would serve on, unreachable.
+    """
+    inode = os.stat(path).st_ino
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            if os.stat(path).st_ino == inode:
+                continue
+        except FileNotFoundError:
+            pass
+        return
+
+
 async def serve(
     config: Config, metrics_source: MetricsSource, stop: asyncio.Event | None = None
 ) -> None:
-    """Serve until `stop` is set. Raises if the site cannot start or the tick task ends."""
+    """Serve until `stop` is set. Raises if the site cannot start, the tick task
+    ends, or a unix socket listener loses its socket file."""
     sidecar = Sidecar(config, metrics_source)
     runner = web.AppRunner(sidecar.app, access_log=None)  # Apache already logs the requests
     await runner.setup()
+    essential: dict[asyncio.Future[Any], str] = {}
     try:
         await start_site(runner, config)
         log.info("serving dashboard on %s every %ss", config.listen_url, config.poll_interval)
-        tick = sidecar.tick_task
-        assert tick is not None  # created by the app's on_startup hook
+        assert sidecar.tick_task is not None  # created by the app's on_startup hook
+        essential[sidecar.tick_task] = "metrics tick task ended"
+        if config.path is not None:
+            watch = asyncio.ensure_future(watch_socket(config.path, SOCKET_CHECK_INTERVAL))
+            essential[watch] = f"unix socket {config.path} was removed or replaced"
         stopped = asyncio.ensure_future((stop or asyncio.Event()).wait())
         try:
-            await asyncio.wait({tick, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({*essential, stopped}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopped.cancel()
-        if tick.done():
-            raise RuntimeError("metrics tick task ended") from (
-                None if tick.cancelled() else tick.exception()
-            )
+        for task, problem in essential.items():
+            if task.done():
+                raise RuntimeError(problem) from (None if task.cancelled() else task.exception())
     finally:
+        for task in essential:
+            if task is not sidecar.tick_task:
+                task.cancel()
         await asyncio.wait_for(runner.cleanup(), CLEANUP_TIMEOUT)
 
 
@@ -582,6 +612,7 @@ def run_service(
     *,
     metrics_source: MetricsSource | None = None,
     exit_hook: Callable[[int], NoReturn] = os._exit,
+    restart_delay: float = RESTART_DELAY,
 ) -> NoReturn:
     """Entry point for the mod_wsgi service script; serves for the life of the process.
 
@@ -603,6 +634,7 @@ def run_service(
         exit_hook(0)
     except BaseException:
         log.critical("serving loop died, exiting so mod_wsgi restarts this process", exc_info=True)
+    time.sleep(restart_delay)
     exit_hook(1)
 
 

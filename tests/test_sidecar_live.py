@@ -426,6 +426,29 @@ def test_serve_on_unix_socket(sock_dir: Path) -> None:
     run(scenario())
 
 
+@pytest.mark.parametrize("fault", ["removed", "replaced"])
+def test_serve_ends_when_its_socket_file_is_lost(
+    sock_dir: Path, fault: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sidecar, "SOCKET_CHECK_INTERVAL", 0.05)
+    path = sock_dir / "sidecar.sock"
+
+    async def scenario() -> None:
+        config = sidecar.Config(path=str(path), poll_interval=0.05)
+        server = asyncio.create_task(sidecar.serve(config, lambda: SYNTHETIC))
+        await wait_until(lambda: path.exists())
+        await asyncio.sleep(0.2)
+        assert not server.done()  # its own socket: serving on
+        path.unlink()
+        if fault == "replaced":
+            with socket.socket(socket.AF_UNIX) as other:
+                other.bind(str(path))
+        with pytest.raises(RuntimeError, match="removed or replaced"):
+            await asyncio.wait_for(server, 2)
+
+    run(scenario())
+
+
 class Exited(Exception):
     pass
 
@@ -443,7 +466,9 @@ def run_service_in_thread(config_path: Path, source: sidecar.MetricsSource) -> B
 
     def target() -> None:
         try:
-            sidecar.run_service(str(config_path), metrics_source=source, exit_hook=fake_exit)
+            sidecar.run_service(
+                str(config_path), metrics_source=source, exit_hook=fake_exit, restart_delay=0
+            )
         except BaseException as exc:
             outcome.append(exc)
 
