@@ -7,7 +7,8 @@ import time
 import pytest
 
 SOCKET = "/run/mod_wsgi_ws_sidecar/metrics-sidecar/sidecar.sock"
-TITLE = "(wsgi:metrics-sidecar)"
+# mod_wsgi's process title, cut to the length of "/usr/sbin/apache2".
+TITLE = "(wsgi:metrics-sidecar)"[: len("/usr/sbin/apache2")]
 
 
 def sidecar_pids(host) -> set[int]:
