@@ -7,10 +7,9 @@ import time
 import pytest
 from conftest import status
 
-SQUATTER = (
-    "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', 8765)); s.listen();"
-    " time.sleep(60)"
-)
+# Bound but not listening: the sidecar cannot bind the port, and Apache's
+# connection to it is refused (a listening squatter would take it, and hang it).
+SQUATTER = "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', 8765)); time.sleep(60)"
 
 
 def deaths(host) -> int:
