@@ -113,17 +113,22 @@ def probe(host) -> Probe:
     return Probe(host)
 
 
+def put_file(host, path: str, text: str) -> None:
+    """Writes `text` to `path` in the container, creating its directory."""
+    written = host.run(
+        'mkdir -p "$(dirname %s)" && python3 -c %s %s %s',
+        path,
+        "import sys; open(sys.argv[1], 'w').write(sys.argv[2])",
+        path,
+        text,
+    )
+    assert written.rc == 0, written.stderr
+
+
 def load(host, url: str, clients: int, excess: int) -> dict:
     """Holds `clients` WebSockets at `url` inside the container, then tries
     `excess` more while sampling the WSGI app at / (bench/loadclient.py)."""
-    host.run("mkdir -p %s", str(Path(STAGED_LOAD_CLIENT).parent))
-    staged = host.run(
-        "python3 -c %s %s %s",
-        "import sys; open(sys.argv[1], 'w').write(sys.argv[2])",
-        STAGED_LOAD_CLIENT,
-        LOAD_CLIENT.read_text(),
-    )
-    assert staged.rc == 0, staged.stderr
+    put_file(host, STAGED_LOAD_CLIENT, LOAD_CLIENT.read_text())
     result = host.run(
         "timeout 120 python3 %s --url %s --clients %s --excess %s"
         " --http-url http://127.0.0.1/ --hold 3",

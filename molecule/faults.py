@@ -361,16 +361,11 @@ RSS_SLACK_KB = 16 * 1024
 
 def stage(host) -> str:
     """Copies this file and probe.py into the container; the staged faults.py."""
+    from conftest import put_file  # not at the top: this file also runs in the container
+
     here = Path(__file__).resolve().parent
-    host.run("mkdir -p %s", STAGE_DIR)
     for name in ("faults.py", "probe.py"):
-        copied = host.run(
-            "python3 -c %s %s %s",
-            "import sys; open(sys.argv[1], 'w').write(sys.argv[2])",
-            f"{STAGE_DIR}/{name}",
-            (here / name).read_text(),
-        )
-        assert copied.rc == 0, copied.stderr
+        put_file(host, f"{STAGE_DIR}/{name}", (here / name).read_text())
     return f"{STAGE_DIR}/faults.py"
 
 

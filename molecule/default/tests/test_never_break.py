@@ -13,6 +13,7 @@ from conftest import (
     Probe,
     changed_tasks,
     converge,
+    put_file,
     run_playbook,
     scenario_hosts,
 )
@@ -36,17 +37,6 @@ USER_FILES = [
 ]
 
 
-def put(host, path: str, text: str) -> None:
-    written = host.run(
-        'mkdir -p "$(dirname %s)" && python3 -c %s %s %s',
-        path,
-        "import sys; open(sys.argv[1], 'w').write(sys.argv[2])",
-        path,
-        text,
-    )
-    assert written.rc == 0, written.stderr
-
-
 def user_files_state(host) -> str:
     files = " ".join(USER_FILES)
     return host.check_output(f"ls -l {files} && md5sum {files}")
@@ -67,14 +57,14 @@ def story():
     and a plain converge back to the playbook's own variables."""
     hosts = scenario_hosts()
     for host in hosts:
-        put(host, "/etc/apache2/sites-available/user-site.conf", USER_SITE)
-        put(host, "/etc/apache2/conf-available/user-extra.conf", "ServerSignature Off\n")
-        put(host, "/var/www/user-site/index.html", "the user's own site\n")
+        put_file(host, "/etc/apache2/sites-available/user-site.conf", USER_SITE)
+        put_file(host, "/etc/apache2/conf-available/user-extra.conf", "ServerSignature Off\n")
+        put_file(host, "/var/www/user-site/index.html", "the user's own site\n")
         assert (
             host.run("a2ensite user-site && a2enconf user-extra && systemctl reload apache2").rc
             == 0
         )
-        put(host, STAGED, POLLER.read_text())
+        put_file(host, STAGED, POLLER.read_text())
     user_before = {h.backend.hostname: user_files_state(h) for h in hosts}
 
     good = converge(GOOD)
