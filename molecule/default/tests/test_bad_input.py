@@ -82,6 +82,31 @@ CASES = [
     ("app-mount-trailing-slash", {"mod_wsgi_ws_sidecar_app_mount": "/app/"}, ["app_mount"]),
     ("sidecar-name", sidecars({**SIDECAR, "name": "1metrics"}), ["sidecars[0].name"]),
     ("zero-poll-interval", sidecars({**SIDECAR, "poll_interval": 0}), ["sidecars[0]"]),
+    ("relative-venv", {"mod_wsgi_ws_sidecar_venv": "srv/venv"}, ["mod_wsgi_ws_sidecar_venv"]),
+    (
+        "venv-is-a-directory-but-no-venv",
+        {"mod_wsgi_ws_sidecar_venv": "/usr/local/lib/mod_wsgi_ws_sidecar"},
+        ["mod_wsgi_ws_sidecar_venv", "bin/python"],
+    ),
+    (
+        "pip-option-as-requirement",
+        {
+            "mod_wsgi_ws_sidecar_venv": "/srv/venv",
+            "mod_wsgi_ws_sidecar_python_requirements": ["--index-url=http://elsewhere.example"],
+        },
+        ["mod_wsgi_ws_sidecar_python_requirements"],
+    ),
+    (
+        "missing-pip-ca-bundle",
+        {"mod_wsgi_ws_sidecar_pip_ca_bundle": "/etc/ssl/missing.crt"},
+        ["mod_wsgi_ws_sidecar_pip_ca_bundle"],
+    ),
+    (
+        "pypi-mod-wsgi-without-venv",
+        {"mod_wsgi_ws_sidecar_mod_wsgi_source": "pypi"},
+        ["mod_wsgi_ws_sidecar_mod_wsgi_source"],
+    ),
+    ("unknown-mode", {"mod_wsgi_ws_sidecar_mode": "nginx"}, ["mod_wsgi_ws_sidecar_mode"]),
 ]
 
 
