@@ -30,7 +30,9 @@ SIDECAR_PORT = 8765
 def test_application_answers_at_root_in_its_python(probe, python_prefix):
     answer = probe.http("/")
     assert answer["status"] == 200
-    assert "process group: wsgi-app" in answer["body"]
+    # Served by the application's daemon group (named by the mode), not the sidecar's.
+    assert "Hello from the WSGI application (process group: " in answer["body"]
+    assert "metrics-sidecar" not in answer["body"]
     assert f" in {python_prefix}\n" in answer["body"], answer["body"]
 
 
