@@ -1,10 +1,11 @@
 """What a user sees, whichever way mod_wsgi is wired: the tests every
 deployment of the metrics dashboard at /metrics/ must pass, system Apache
 (with or without a virtual environment) and mod_wsgi-express alike. A
-scenario's test_shared.py imports them and defines three fixtures:
-`front_end_service` (the systemd unit serving port 80), `error_log` (its
-error log) and `python_prefix` (sys.prefix of the application and the
-sidecar: the virtual environment, or /usr). Every request stays on the container's loopback."""
+scenario's test_shared.py imports them and defines the fixture
+`deployment`: a dict of `service` (the systemd unit serving port 80),
+`error_log` (its error log) and `python_prefix` (sys.prefix of the
+application and the sidecar: the virtual environment, or /usr). Every
+request stays on the container's loopback."""
 
 import json
 import time
@@ -25,15 +26,17 @@ __all__ = [
     "test_websocket_through_the_front_end_streams_the_scoreboard",
 ]
 SIDECAR_PORT = 8765
+# The `deployment` of a site served by Debian's apache2.
+ON_SYSTEM_APACHE = {"service": "apache2", "error_log": "/var/log/apache2/error.log"}
 
 
-def test_application_answers_at_root_in_its_python(probe, python_prefix):
+def test_application_answers_at_root_in_its_python(probe, deployment):
     answer = probe.http("/")
     assert answer["status"] == 200
     # Served by the application's daemon group (named by the mode), not the sidecar's.
     assert "Hello from the WSGI application (process group: " in answer["body"]
     assert "metrics-sidecar" not in answer["body"]
-    assert f" in {python_prefix}\n" in answer["body"], answer["body"]
+    assert f" in {deployment['python_prefix']}\n" in answer["body"], answer["body"]
 
 
 def test_bare_prefix_redirects_permanently(probe):
@@ -100,14 +103,14 @@ def test_check_mode_reports_no_change_on_a_converged_host(host, check_mode_chang
     assert check_mode_changes[host.backend.host] == []
 
 
-def test_restart_brings_the_sidecar_back(host, probe, front_end_service, error_log):
-    assert host.service(front_end_service).is_enabled
-    host.run_test("systemctl restart %s", front_end_service)
+def test_restart_brings_the_sidecar_back(host, probe, deployment):
+    assert host.service(deployment["service"]).is_enabled
+    host.run_test("systemctl restart %s", deployment["service"])
     started = time.monotonic()
     answer = probe.ws_eventually("/metrics/ws", within=20)
     assert answer["frames"][0]["data"]["type"] == "snapshot"
     print(json.dumps({"sidecar_back_after_s": round(time.monotonic() - started, 2)}))
     # Restarts end the sidecar in an orderly way, never as a crash.
-    log = host.file(error_log).content_string
+    log = host.file(deployment["error_log"]).content_string
     assert "stopping: Apache is restarting or stopping" in log
     assert "serving loop died" not in log

@@ -6,15 +6,9 @@ from shared_tests import *  # noqa: F403 (pytest collects the imported tests)
 
 
 @pytest.fixture()
-def front_end_service() -> str:
-    return "mod_wsgi_ws_sidecar-express"
-
-
-@pytest.fixture()
-def error_log() -> str:
-    return "/var/log/mod_wsgi_ws_sidecar/error_log"
-
-
-@pytest.fixture()
-def python_prefix() -> str:
-    return "/opt/mod_wsgi_ws_sidecar/venv"
+def deployment() -> dict:
+    return {
+        "service": "mod_wsgi_ws_sidecar-express",
+        "error_log": "/var/log/mod_wsgi_ws_sidecar/error_log",
+        "python_prefix": "/opt/mod_wsgi_ws_sidecar/venv",
+    }

@@ -3,18 +3,9 @@ here on system Apache with the application's virtual environment."""
 
 import pytest
 from shared_tests import *  # noqa: F403 (pytest collects the imported tests)
+from shared_tests import ON_SYSTEM_APACHE
 
 
 @pytest.fixture()
-def front_end_service() -> str:
-    return "apache2"
-
-
-@pytest.fixture()
-def error_log() -> str:
-    return "/var/log/apache2/error.log"
-
-
-@pytest.fixture()
-def python_prefix() -> str:
-    return "/srv/app/venv"
+def deployment() -> dict:
+    return {**ON_SYSTEM_APACHE, "python_prefix": "/srv/app/venv"}

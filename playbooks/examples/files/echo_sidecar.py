@@ -2,7 +2,8 @@
 from a mod_wsgi service script (WSGIImportScript) in its own daemon group.
 
 The role writes this sidecar's listener to /etc/mod_wsgi_ws_sidecar/NAME.json,
-NAME being the daemon process group (mod_wsgi.process_group):
+NAME being the sidecar's name: the daemon process group (mod_wsgi.process_group),
+which mod_wsgi-express calls "service:NAME":
     {"name": ..., "listen": {"host": ..., "port": ...} or {"path": ...},
      "max_clients": 50, "prefix": "/ws"}
 
@@ -22,7 +23,8 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
-with open(f"/etc/mod_wsgi_ws_sidecar/{mod_wsgi.process_group}.json", encoding="utf-8") as fh:
+NAME = mod_wsgi.process_group.removeprefix("service:")
+with open(f"/etc/mod_wsgi_ws_sidecar/{NAME}.json", encoding="utf-8") as fh:
     CONFIG = json.load(fh)
 
 
