@@ -3,8 +3,9 @@ deployment of the metrics dashboard at /metrics/ must pass, system Apache
 (with or without a virtual environment) and mod_wsgi-express alike. A
 scenario's test_shared.py imports them and defines the fixture
 `deployment`: a dict of `service` (the systemd unit serving port 80),
-`error_log` (its error log) and `python_prefix` (sys.prefix of the
-application and the sidecar: the virtual environment, or /usr). Every
+`error_log` (its error log), `app_group` (the application's daemon process
+group) and `python_prefix` (sys.prefix of the application and the sidecar:
+the virtual environment, or /usr). Every
 request stays on the container's loopback."""
 
 import json
@@ -27,15 +28,18 @@ __all__ = [
 ]
 SIDECAR_PORT = 8765
 # The `deployment` of a site served by Debian's apache2.
-ON_SYSTEM_APACHE = {"service": "apache2", "error_log": "/var/log/apache2/error.log"}
+ON_SYSTEM_APACHE = {
+    "service": "apache2",
+    "error_log": "/var/log/apache2/error.log",
+    "app_group": "wsgi-app",
+}
 
 
 def test_application_answers_at_root_in_its_python(probe, deployment):
     answer = probe.http("/")
     assert answer["status"] == 200
-    # Served by the application's daemon group (named by the mode), not the sidecar's.
-    assert "Hello from the WSGI application (process group: " in answer["body"]
-    assert "metrics-sidecar" not in answer["body"]
+    # Served by the application's daemon group (its name is the mode's), not the sidecar's.
+    assert f"(process group: {deployment['app_group']})" in answer["body"]
     assert f" in {deployment['python_prefix']}\n" in answer["body"], answer["body"]
 
 

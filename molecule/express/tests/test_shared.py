@@ -10,5 +10,6 @@ def deployment() -> dict:
     return {
         "service": "mod_wsgi_ws_sidecar-express",
         "error_log": "/var/log/mod_wsgi_ws_sidecar/error_log",
+        "app_group": "localhost:80",
         "python_prefix": "/opt/mod_wsgi_ws_sidecar/venv",
     }
