@@ -1,4 +1,4 @@
-"""The role's mpm_event sizing (roles/mod_wsgi_ws_sidecar/filter_plugins/mpm_sizing.py)."""
+"""The role's mpm_event sizing (plugins/filter/mpm_sizing.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,7 @@ from typing import Any
 
 import pytest
 
-sys.path.insert(
-    0, str(Path(__file__).resolve().parent.parent / "roles/mod_wsgi_ws_sidecar/filter_plugins")
-)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "plugins/filter"))
 import mpm_sizing
 
 LOADS = [
@@ -68,6 +66,7 @@ def test_load_beyond_mpm_event_is_refused() -> None:
     assert "mpm_event allows 20000" in mpm["problem"]
 
 
-def test_filter_is_registered_under_the_roles_name() -> None:
+def test_filter_is_registered_in_the_collection() -> None:
+    # Called as mod_wsgi_ws_sidecar.apache.mpm_sizing.
     filters = mpm_sizing.FilterModule().filters()
-    assert filters == {"mod_wsgi_ws_sidecar_mpm_sizing": mpm_sizing.mpm_sizing}
+    assert filters == {"mpm_sizing": mpm_sizing.mpm_sizing}

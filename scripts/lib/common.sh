@@ -43,30 +43,77 @@ apt_install() {
     || { tail -n 20 "${log}" >&2; die "apt-get install $* failed"; }
 }
 
-# The venv holds the pinned toolchain (requirements-dev.txt); rebuilt when
-# the pin file changes.
-ensure_venv() {
-  local stamp="${VENV}/.requirements.sha256"
-  local want
-  want=$(sha256sum "${PROJECT_ROOT}/requirements-dev.txt" | cut -d' ' -f1)
+# A Python interpreter whose version is at least MIN and below BELOW
+# ("3.12" "4"): python3 first, then the pyenv versions the machines carry
+# (pyenv's own shims refuse until a version is selected, so they are tried,
+# not trusted).
+find_python() {
+  local min=$1 below=$2 candidate root
+  root=$(pyenv root 2>/dev/null || true)
+  for candidate in python3 ${root:+"${root}"/versions/*/bin/python3}; do
+    if "${candidate}" -c "import sys
+v = sys.version_info[:2]
+sys.exit(not (tuple(map(int, '${min}'.split('.'))) <= v < tuple(map(int, '${below}'.split('.')))))" \
+        2>/dev/null; then
+      echo "${candidate}"
+      return
+    fi
+  done
+  die "no Python >= ${min} and < ${below} found (python3, or a pyenv version)"
+}
+
+# Creates (or refreshes) the venv DIR from the pin file REQUIREMENTS with an
+# interpreter from find_python MIN BELOW; rebuilt only when the pins or the
+# interpreter change.
+ensure_pinned_venv() {
+  local dir=$1 requirements=$2 min=$3 below=$4 python want stamp="$1/.requirements.sha256"
+  python=$(find_python "${min}" "${below}")
+  want=$( { sha256sum "${requirements}" | cut -d' ' -f1; "${python}" --version; } | sha256sum | cut -d' ' -f1)
   if [ -f "${stamp}" ] && [ "$(cat "${stamp}")" = "${want}" ]; then
     return
   fi
-  say "creating venv ${VENV} with the pinned toolchain"
+  say "creating venv ${dir} ($("${python}" --version)) from $(basename "${requirements}")"
   mkdir -p "${STATE_DIR}"
-  python3 -m venv "${VENV}"
-  if ! "${VENV}/bin/pip" install -r "${PROJECT_ROOT}/requirements-dev.txt" \
-      >"${STATE_DIR}/pip.log" 2>&1; then
+  rm -rf "${dir}"
+  "${python}" -m venv "${dir}"
+  if ! "${dir}/bin/pip" install -r "${requirements}" >"${STATE_DIR}/pip.log" 2>&1; then
     grep -v '^WARNING: Location' "${STATE_DIR}/pip.log" | tail -n 30 >&2
     die "pip install failed; see ${STATE_DIR}/pip.log"
   fi
   echo "${want}" >"${stamp}"
 }
 
+# The pinned toolchain (requirements-dev.txt): the current ansible release,
+# whose ansible-core needs Python 3.12 or later.
+ensure_venv() {
+  ensure_pinned_venv "${VENV}" "${PROJECT_ROOT}/requirements-dev.txt" 3.12 4
+}
+
+# The oldest ansible-core the collection claims (requirements-oldest.txt),
+# on the Python of Debian 12 (3.11), where operators often stop; its aiohttp
+# is Debian 12's, for the sidecar's unit tests.
+OLDEST_VENV="${STATE_DIR}/venv-oldest"
+ensure_oldest_venv() {
+  ensure_pinned_venv "${OLDEST_VENV}" "${PROJECT_ROOT}/requirements-oldest.txt" 3.11 3.12
+}
+
+# The repository is the collection mod_wsgi_ws_sidecar.apache; playbooks
+# here name the role by its fully qualified name, as users do, and find it
+# through this link (ansible.cfg's collections_path, Molecule's env).
+DEV_COLLECTIONS="${STATE_DIR}/collections"
+ensure_dev_collection() {
+  local link="${DEV_COLLECTIONS}/ansible_collections/mod_wsgi_ws_sidecar/apache"
+  if [ "$(readlink "${link}" 2>/dev/null)" != "${PROJECT_ROOT}" ]; then
+    mkdir -p "$(dirname "${link}")"
+    ln -sfn "${PROJECT_ROOT}" "${link}"
+  fi
+}
+
 activate_venv() {
   # shellcheck disable=SC1091
   . "${VENV}/bin/activate"
   export ANSIBLE_CONFIG="${PROJECT_ROOT}/ansible.cfg"
+  ensure_dev_collection
 }
 
 # Starts NAME from IMAGE as a systemd container without --privileged (see

@@ -73,4 +73,4 @@ def mpm_sizing(http: int, sidecars: Sequence[Mapping[str, Any]]) -> dict[str, An
 
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"mod_wsgi_ws_sidecar_mpm_sizing": mpm_sizing}
+        return {"mpm_sizing": mpm_sizing}

@@ -44,6 +44,6 @@ def parse_listen(text: str) -> dict[str, Any]:
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
-            "mod_wsgi_ws_sidecar_invalid_networks": invalid_networks,
-            "mod_wsgi_ws_sidecar_parse_listen": parse_listen,
+            "invalid_networks": invalid_networks,
+            "parse_listen": parse_listen,
         }

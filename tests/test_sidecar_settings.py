@@ -1,0 +1,184 @@
+"""Each sidecar's settings file (NAME.json) keeps JSON's own types.
+
+ansible-core 2.18 turned numbers templated on their own into strings, and
+the sidecar crash-looped on "poll_interval": "1.0". The filter is tested
+directly, and the role's own task is rendered by the ansible-playbook of
+the venv running these tests: the pinned release in .venv, the oldest
+claimed one in .state/venv-oldest (scripts/test.sh runs both).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+ROLE = ROOT / "roles/mod_wsgi_ws_sidecar"
+sys.path.insert(0, str(ROOT / "plugins/filter"))
+
+import sidecars  # noqa: E402
+
+INTERNALS = yaml.safe_load((ROLE / "vars/main.yml").read_text())
+DEFAULTS = yaml.safe_load((ROLE / "defaults/main.yml").read_text())
+
+# The built-in dashboard as the role's defaults give it, the same on a unix
+# socket with whole numbers where floats are expected, and a user's script.
+SIDECARS: list[dict[str, Any]] = [
+    *DEFAULTS["mod_wsgi_ws_sidecar_sidecars"],
+    {
+        "name": "unix-dash",
+        "mount": "/unix/",
+        "listener": "unix",
+        "poll_interval": 2,
+        "heartbeat": 15,
+        "send_timeout": 1,
+        "max_clients": 40,
+    },
+    {
+        "name": "echo",
+        "mount": "/echo/",
+        "port": 8770,
+        "script": "/srv/echo.py",
+        "origins": ["https://example.com"],
+    },
+]
+
+BUILTIN_TYPES = {
+    "name": str,
+    "listen": dict,
+    "max_clients": int,
+    "origins": list,
+    "poll_interval": float,
+    "heartbeat": float,
+    "send_timeout": float,
+    "max_send_buffer": int,
+}
+USER_TYPES = {"name": str, "listen": dict, "max_clients": int, "origins": list, "prefix": str}
+
+
+def resolve(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sidecars.resolve_sidecars(
+        items,
+        defaults=INTERNALS["__mod_wsgi_ws_sidecar_sidecar_defaults"],
+        run_dir="/run/mod_wsgi_ws_sidecar",
+        listen_host="127.0.0.1",
+        capacity_websockets=500,
+        allow_from=["127.0.0.1"],
+    )
+
+
+def check_types(settings: dict[str, Any]) -> None:
+    expected = USER_TYPES if "prefix" in settings else BUILTIN_TYPES
+    assert {key: type(value) for key, value in settings.items()} == expected, settings
+    listen = settings["listen"]
+    if "path" in listen:
+        assert isinstance(listen["path"], str)
+    else:
+        assert isinstance(listen["host"], str) and isinstance(listen["port"], int)
+
+
+def test_filter_gives_json_types_for_every_kind_of_sidecar() -> None:
+    written = [
+        json.loads(json.dumps(sidecars.sidecar_settings(s, "127.0.0.1"))) for s in resolve(SIDECARS)
+    ]
+    for settings in written:
+        check_types(settings)
+    builtin, unix, user = written
+    assert builtin["listen"] == {"host": "127.0.0.1", "port": 8765}
+    assert builtin["poll_interval"] == 1.0 and builtin["max_clients"] == 500
+    assert unix["listen"] == {"path": "/run/mod_wsgi_ws_sidecar/unix-dash/sidecar.sock"}
+    assert unix["poll_interval"] == 2.0 and unix["max_clients"] == 40
+    assert user["prefix"] == "/echo" and user["origins"] == ["https://example.com"]
+
+
+def test_resolve_fills_defaults_and_derives_backends() -> None:
+    builtin, unix, user = resolve(SIDECARS)
+    assert builtin["backend"] == builtin["reverse_backend"] == "http://127.0.0.1:8765/"
+    assert builtin["server_metrics"] is True and builtin["allow_from"] == ["127.0.0.1"]
+    assert (
+        unix["backend"] == "unix:/run/mod_wsgi_ws_sidecar/unix-dash/sidecar.sock|http://localhost/"
+    )
+    assert unix["reverse_backend"] == "http://localhost/"
+    assert unix["server_metrics"] is True  # the built-in dashboard reads the scoreboard
+    assert user["server_metrics"] is False and user["max_clients"] == 500
+
+
+def settings_task() -> dict[str, Any]:
+    """The role's own task that writes NAME.json."""
+    tasks = yaml.safe_load((ROLE / "tasks/sidecar.yml").read_text())
+    (task,) = [t for t in tasks if t["name"] == "Write each sidecar's configuration"]
+    return task
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """Runs the role's task on this venv's ansible-core, writing into a temp dir."""
+    work = tmp_path_factory.mktemp("render")
+    link = work / "collections/ansible_collections/mod_wsgi_ws_sidecar/apache"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(ROOT)
+    task = settings_task()
+    copy = {
+        "content": task["ansible.builtin.copy"]["content"],
+        "dest": str(work / "{{ __mod_wsgi_ws_sidecar_sidecar.name }}.json"),
+        "mode": "0600",
+    }
+    play = [
+        {
+            "name": "Render the sidecars' settings as the role does",
+            "hosts": "localhost",
+            "gather_facts": False,
+            "vars_files": [str(ROLE / "defaults/main.yml"), str(ROLE / "vars/main.yml")],
+            "tasks": [
+                {
+                    "name": task["name"],
+                    "ansible.builtin.copy": copy,
+                    "loop": task["loop"],
+                    "loop_control": task["loop_control"],
+                    "vars": task.get("vars", {}),
+                }
+            ],
+        }
+    ]
+    (work / "play.yml").write_text(yaml.safe_dump(play))
+    (work / "vars.json").write_text(json.dumps({"mod_wsgi_ws_sidecar_sidecars": SIDECARS}))
+    (work / "ansible.cfg").write_text("[defaults]\ninterpreter_python = auto_silent\n")
+    env = {
+        **os.environ,
+        "ANSIBLE_COLLECTIONS_PATH": str(work / "collections"),
+        "ANSIBLE_CONFIG": str(work / "ansible.cfg"),
+        "ANSIBLE_LOCALHOST_WARNING": "0",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
+    }
+    playbook = Path(sys.executable).parent / "ansible-playbook"
+    result = subprocess.run(
+        [str(playbook), "-c", "local", "-e", f"@{work / 'vars.json'}", str(work / "play.yml")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return {s["name"]: json.loads((work / f"{s['name']}.json").read_text()) for s in SIDECARS}
+
+
+def test_the_roles_task_writes_json_types_on_this_ansible_core(rendered) -> None:
+    assert set(rendered) == {"metrics-sidecar", "unix-dash", "echo"}
+    for settings in rendered.values():
+        check_types(settings)
+    assert rendered["metrics-sidecar"]["poll_interval"] == 1.0
+    assert rendered["metrics-sidecar"]["max_clients"] == 500
+    assert rendered["unix-dash"]["heartbeat"] == 15.0
+
+
+def test_the_roles_task_and_the_filter_agree(rendered) -> None:
+    for s in resolve(SIDECARS):
+        assert rendered[s["name"]] == sidecars.sidecar_settings(s, "127.0.0.1")
