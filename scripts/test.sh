@@ -5,8 +5,13 @@
 # "N passed, N failed" summing all suites.
 #
 #   scripts/test.sh                  everything
-#   scripts/test.sh lint|unit        one suite
+#   scripts/test.sh lint|unit|user   one suite
 #   scripts/test.sh molecule [S...]  Molecule scenarios (all, or those named)
+#
+# unit: fast tests without Docker, run twice: on the pinned toolchain
+# (.venv) and on the oldest ansible-core the collection claims with Debian
+# 12's aiohttp (.state/venv-oldest). user: the collection installed and run
+# as users do, and scripts/demo.sh from the user's seat (tests/user/).
 set -uo pipefail
 . "$(dirname "$0")/lib/common.sh"
 cd "${PROJECT_ROOT}"
@@ -60,11 +65,23 @@ run_lint() {
 }
 
 run_unit() {
-  local log="${LOG_DIR}/unit.log"
-  pytest tests -q >"${log}" 2>&1
-  local rc=$?
-  [ ${rc} = 0 ] || tail -n 60 "${log}" >&2
-  count_pytest "unit tests" ${rc} "${log}"
+  local venv log rc
+  for venv in "${VENV}" "${OLDEST_VENV}"; do
+    log="${LOG_DIR}/unit-$(basename "${venv}").log"
+    "${venv}/bin/pytest" tests -q --ignore=tests/user >"${log}" 2>&1
+    rc=$?
+    [ ${rc} = 0 ] || tail -n 60 "${log}" >&2
+    count_pytest "unit tests ($("${venv}/bin/ansible" --version | head -n1))" ${rc} "${log}"
+  done
+}
+
+run_user() {
+  local log="${LOG_DIR}/user.log" started=${SECONDS} rc
+  say "user tests: running (log: ${log})"
+  pytest tests/user -v >"${log}" 2>&1
+  rc=$?
+  [ ${rc} = 0 ] || tail -n 80 "${log}" >&2
+  count_pytest "user tests ($((SECONDS - started)) s)" ${rc} "${log}"
 }
 
 run_scenario() {
@@ -100,9 +117,10 @@ started=${SECONDS}
 case "${1:-all}" in
   lint) run_lint ;;
   unit) run_unit ;;
+  user) run_user ;;
   molecule) shift; run_molecule "$@" ;;
-  all) run_lint; run_unit; run_molecule ;;
-  *) die "unknown suite '$1' (lint, unit, molecule)" ;;
+  all) run_lint; run_unit; run_user; run_molecule ;;
+  *) die "unknown suite '$1' (lint, unit, user, molecule)" ;;
 esac
 say "total wall time: $((SECONDS - started)) s"
 echo "${PASSED} passed, ${FAILED} failed"

@@ -143,6 +143,7 @@ ensure_images() {
 ensure_testbed() {
   ensure_docker
   ensure_venv
+  ensure_oldest_venv
   ensure_images
   activate_venv
 }

@@ -1,0 +1,201 @@
+"""The collection as a user consumes it, on the oldest ansible-core it claims.
+
+Builds the collection's tarball, installs it into a fresh project directory
+outside the repository with the README's own ansible.cfg and site.yml (the
+blocks of its "Install" section), converges fresh Debian 12 and 13
+containers with ansible-core from .state/venv-oldest, then checks, inside
+each container on its loopback: the WSGI app answers, a WebSocket through
+Apache streams scoreboard snapshots, and the sidecar's settings keep JSON's
+types. `--check --diff` must then report no change with the oldest and the
+pinned release alike.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+PINNED = Path(sys.executable).parent
+OLDEST = ROOT / ".state/venv-oldest/bin"
+GALAXY = yaml.safe_load((ROOT / "galaxy.yml").read_text())
+TARBALL = f"{GALAXY['namespace']}-{GALAXY['name']}-{GALAXY['version']}.tar.gz"
+PREFIX = os.environ.get("MWS_CONTAINER_PREFIX", "mws")
+CONTAINERS = {
+    f"{PREFIX}-consumer-debian12": "mod-wsgi-ws-sidecar/debian:bookworm",
+    f"{PREFIX}-consumer-debian13": "mod-wsgi-ws-sidecar/debian:trixie",
+}
+# Staged outside /tmp: Debian 13 mounts a tmpfs over it at boot.
+PROBE = "/usr/local/share/mws-probe.py"
+
+
+def readme_files() -> dict[str, str]:
+    """The README's Install section: code blocks whose first line names a file."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Install\n", 1)[1].split("\n## ", 1)[0]
+    files = {}
+    for block in re.findall(r"```[a-z]*\n(.*?)```", section, re.S):
+        first = block.splitlines()[0]
+        if re.fullmatch(r"# [\w.-]+\.(cfg|yml)", first):
+            files[first[2:]] = block
+    return files
+
+
+def readme_install_command() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    (line,) = [
+        ln
+        for ln in readme.splitlines()
+        if ln.startswith(f"ansible-galaxy collection install {TARBALL}")
+    ]
+    return line.split()
+
+
+def run(
+    command: list[str], cwd: Path, timeout: float = 900, **ansible: str
+) -> subprocess.CompletedProcess[str]:
+    """Runs in the project with its own ansible.cfg and none of ours."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ANSIBLE_")}
+    env.update(ANSIBLE_CONFIG=str(cwd / "ansible.cfg"), ANSIBLE_NOCOLOR="1", **ansible)
+    return subprocess.run(
+        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def playbook(bin_dir: Path, project: Path, *extra: str) -> dict[str, Any]:
+    """ansible-playbook site.yml with the JSON callback; returns its stats per host."""
+    result = run(
+        [str(bin_dir / "ansible-playbook"), "-i", "inventory.yml", "site.yml", *extra],
+        project,
+        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
+    )
+    (project / f"last-{bin_dir.parent.name}.log").write_text(result.stdout + result.stderr)
+    assert result.returncode == 0, failures(result.stdout) or result.stderr[-3000:]
+    return json.loads(result.stdout[result.stdout.index("{") :])["stats"]
+
+
+def failures(stdout: str) -> str:
+    """The failed tasks' messages out of the JSON callback's output."""
+    try:
+        report = json.loads(stdout[stdout.index("{") :])
+    except ValueError:
+        return stdout[-3000:]
+    return "\n".join(
+        f"{task['task']['name']} on {host}: {outcome.get('msg', outcome)}"
+        for play in report["plays"]
+        for task in play["tasks"]
+        for host, outcome in task["hosts"].items()
+        if outcome.get("failed") or outcome.get("unreachable")
+    )
+
+
+def in_container(name: str, *command: str) -> str:
+    result = subprocess.run(
+        ["docker", "exec", name, *command], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A user's project outside the repository, converged with the oldest core."""
+    assert (OLDEST / "ansible-playbook").exists(), "run scripts/test.sh, which creates the venv"
+    work = tmp_path_factory.mktemp("consumer")
+    project = work / "site"
+    project.mkdir()
+    built = run([str(PINNED / "ansible-galaxy"), "collection", "build", str(ROOT)], project)
+    assert built.returncode == 0, built.stdout + built.stderr
+    for name, text in readme_files().items():
+        (project / name).write_text(text)
+    installed = run([str(PINNED / "ansible-galaxy"), *readme_install_command()[1:]], project)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    # The containers are reached with community.docker's connection, which a
+    # user would install from Galaxy (unreachable here): take the pinned
+    # ansible package's copy.
+    docker_collection = next(PINNED.parent.glob("lib/python*/site-packages/ansible_collections"))
+    shutil.copytree(
+        docker_collection / "community/docker",
+        project / "collections/ansible_collections/community/docker",
+    )
+    inventory = {
+        "webservers": {
+            "hosts": {
+                name: {"ansible_connection": "community.docker.docker"} for name in CONTAINERS
+            }
+        }
+    }
+    (project / "inventory.yml").write_text(yaml.safe_dump(inventory))
+    for name, image in CONTAINERS.items():
+        subprocess.run(
+            [
+                "bash",
+                "-c",
+                f'. "{ROOT}/scripts/lib/common.sh"; start_systemd_container "$0" "$1"',
+                name,
+                image,
+            ],
+            check=True,
+            timeout=120,
+        )
+        subprocess.run(
+            ["docker", "cp", str(ROOT / "molecule/probe.py"), f"{name}:{PROBE}"],
+            check=True,
+            timeout=60,
+        )
+    try:
+        stats = playbook(OLDEST, project)
+        assert all(s["failures"] == 0 and s["unreachable"] == 0 for s in stats.values()), stats
+        yield project
+    finally:
+        for name in CONTAINERS:
+            subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+
+
+def test_project_holds_nothing_of_the_repository(project: Path) -> None:
+    assert not project.resolve().is_relative_to(ROOT)
+    config = (project / "ansible.cfg").read_text()
+    assert str(ROOT) not in config and "collections_path = ./collections" in config
+    installed = project / "collections/ansible_collections/mod_wsgi_ws_sidecar/apache"
+    assert (installed / "files/sidecar.py").is_file() and not installed.is_symlink()
+    assert "mod_wsgi_ws_sidecar.apache.mod_wsgi_ws_sidecar" in (project / "site.yml").read_text()
+
+
+@pytest.mark.parametrize("name", CONTAINERS)
+def test_websocket_through_apache_streams_the_scoreboard(project: Path, name: str) -> None:
+    app = json.loads(in_container(name, "python3", PROBE, "http", "/"))
+    assert app["status"] == 200, app
+    feed = json.loads(in_container(name, "python3", PROBE, "ws", "/metrics/ws", "--frames", "2"))
+    assert " 101 " in feed["handshake"] + " ", feed
+    frames = [frame["data"] for frame in feed["frames"]]
+    assert [frame["type"] for frame in frames] == ["snapshot", "snapshot"], frames
+    assert frames[1]["seq"] > frames[0]["seq"]
+
+
+@pytest.mark.parametrize("name", CONTAINERS)
+def test_sidecar_settings_keep_their_types(project: Path, name: str) -> None:
+    settings = json.loads(
+        in_container(name, "cat", "/etc/mod_wsgi_ws_sidecar/metrics-sidecar.json")
+    )
+    for key in ("poll_interval", "heartbeat", "send_timeout"):
+        assert type(settings[key]) is float, (key, settings[key])
+    for key in ("max_clients", "max_send_buffer"):
+        assert type(settings[key]) is int, (key, settings[key])
+    assert type(settings["listen"]["port"]) is int
+
+
+@pytest.mark.parametrize("bin_dir", [OLDEST, PINNED], ids=["oldest", "pinned"])
+def test_check_mode_reports_no_change(project: Path, bin_dir: Path) -> None:
+    stats = playbook(bin_dir, project, "--check", "--diff")
+    assert set(stats) == set(CONTAINERS)
+    assert {host: s["changed"] for host, s in stats.items()} == dict.fromkeys(CONTAINERS, 0)
