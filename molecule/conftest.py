@@ -17,6 +17,8 @@ import yaml
 from testinfra.utils.ansible_runner import AnsibleRunner
 
 PROBE = (Path(__file__).parent / "probe.py").read_text()
+# How Ansible names the role's tasks and handlers in its output.
+ROLE = "mod_wsgi_ws_sidecar.apache.mod_wsgi_ws_sidecar"
 # Where the role writes, and what Apache reads.
 ROLE_TOUCHED_DIRS = (
     "/etc/apache2",

@@ -51,8 +51,8 @@ say "deploying with playbooks/site.yml"
 ansible-playbook -i scripts/demo/inventory.yml playbooks/site.yml --extra-vars "${ALLOW_FROM}"
 
 # Checked as the user will reach it: from this machine, through the
-# published port, as a browser would (its Host and Origin): the page, then
-# live frames over the WebSocket.
+# published port, as a browser would (its Host and Origin): the app, the
+# dashboard's page, then live frames over its WebSocket.
 say "checking the dashboard at http://127.0.0.1:${PORT}/metrics/"
 probe() {
   python3 molecule/probe.py "$@" --port "${PORT}" --host-header "127.0.0.1:${PORT}" \
@@ -62,9 +62,11 @@ checked=
 for _ in $(seq 1 20); do
   page=$(probe http /metrics/ 2>/dev/null) || page=
   feed=$(probe ws /metrics/ws --frames 2 2>/dev/null) || feed=
-  if python3 - "${page}" "${feed}" <<'PY'
+  app=$(probe http / 2>/dev/null) || app=
+  if python3 - "${page}" "${feed}" "${app}" <<'PY'
 import json, sys
-page, feed = (json.loads(text or "{}") for text in sys.argv[1:])
+page, feed, app = (json.loads(text or "{}") for text in sys.argv[1:])
+assert app.get("status") == 200, app.get("status")
 assert page.get("status") == 200 and "window.METRICS_BASE" in page["body"], page.get("status")
 frames = [frame["data"] for frame in feed.get("frames", [])]
 assert [frame.get("type") for frame in frames] == ["snapshot"] * 2, feed.get("handshake")
@@ -75,7 +77,7 @@ PY
   fi
   sleep 1
 done
-[ -n "${checked}" ] || die "the dashboard does not answer at http://127.0.0.1:${PORT}/metrics/ (page: ${page:0:200}; feed: ${feed:0:200})"
+[ -n "${checked}" ] || die "the site does not answer at http://127.0.0.1:${PORT}/ as it should (app: ${app:0:120}; page: ${page:0:120}; feed: ${feed:0:200})"
 
 cat <<TXT
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import (
+    ROLE,
     ROLE_TOUCHED_DIRS,
     Probe,
     changed_tasks,
@@ -162,10 +163,10 @@ def test_converge_after_a_rejected_run_changes_only_what_was_asked(story):
     # the site file and the reload, nothing left over from the failed run.
     for name, changed in story["back"].items():
         assert changed == [
-            "mod_wsgi_ws_sidecar : Write the Apache site",
-            "mod_wsgi_ws_sidecar : Remove the backups of the accepted files",
-            "mod_wsgi_ws_sidecar : Check the Apache configuration",
-            "mod_wsgi_ws_sidecar : Reload Apache",
+            f"{ROLE} : Write the Apache site",
+            f"{ROLE} : Remove the backups of the accepted files",
+            f"{ROLE} : Check the Apache configuration",
+            f"{ROLE} : Reload Apache",
         ], name
 
 

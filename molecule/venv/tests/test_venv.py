@@ -4,7 +4,7 @@ there in place of Debian's; switching to Debian's mod_wsgi and back is clean
 both ways."""
 
 import pytest
-from conftest import Probe, converge, enabled_apache_config, scenario_hosts, wsgi_daemon_groups
+from conftest import ROLE, Probe, converge, enabled_apache_config, scenario_hosts, wsgi_daemon_groups
 
 VENV = "/srv/app/venv"
 # Names as pip normalises them (PEP 503).
@@ -85,6 +85,6 @@ def test_switching_to_debians_mod_wsgi_and_back(host, switched_to_debians_mod_ws
     assert f" in {VENV}\n" in on_debians["app"]["body"]
     assert on_debians["ws"]["frames"][0]["data"]["type"] == "snapshot"
     # Back on PyPI's: the same single module as before, and a quiet re-run.
-    assert "mod_wsgi_ws_sidecar : Restart Apache" in back[host.backend.host]
+    assert f"{ROLE} : Restart Apache" in back[host.backend.host]
     test_apache_loads_the_venvs_mod_wsgi_only(host)
     assert recheck[host.backend.host] == []
