@@ -12,6 +12,7 @@ set -euo pipefail
 cd "${PROJECT_ROOT}"
 
 NAME=${DEMO_NAME:-mod-wsgi-ws-sidecar-demo}
+export DEMO_NAME="${NAME}"  # the inventory reads it
 PORT=${DEMO_PORT:-8080}
 IMAGE=mod-wsgi-ws-sidecar/debian:bookworm
 

@@ -35,13 +35,18 @@ def demo() -> Iterator[tuple[int, subprocess.CompletedProcess[str]]]:
     env = {**os.environ, "DEMO_NAME": NAME, "DEMO_PORT": str(port)}
     try:
         result = subprocess.run(
-            [str(ROOT / "scripts/demo.sh")], env=env, capture_output=True, text=True,
-            timeout=900, check=False,
+            [str(ROOT / "scripts/demo.sh")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
         )
         yield port, result
     finally:
-        subprocess.run([str(ROOT / "scripts/demo.sh"), "destroy"], env=env,
-                       capture_output=True, check=False)
+        subprocess.run(
+            [str(ROOT / "scripts/demo.sh"), "destroy"], env=env, capture_output=True, check=False
+        )
 
 
 def test_demo_checks_its_printed_url_and_succeeds(demo) -> None:
@@ -53,24 +58,34 @@ def test_demo_checks_its_printed_url_and_succeeds(demo) -> None:
 
 def test_published_on_this_machines_loopback_only(demo) -> None:
     port, _ = demo
-    bound = subprocess.run(["docker", "port", NAME, "80/tcp"], capture_output=True, text=True,
-                           check=True).stdout.split()
+    bound = subprocess.run(
+        ["docker", "port", NAME, "80/tcp"], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert bound == [f"127.0.0.1:{port}"]
 
 
 def test_dashboard_refused_to_other_addresses(demo) -> None:
     # 127.0.0.2 inside the container stands in for any other machine.
-    subprocess.run(["docker", "cp", str(ROOT / "molecule/probe.py"), f"{NAME}:{PROBE}"],
-                   check=True)
+    subprocess.run(["docker", "cp", str(ROOT / "molecule/probe.py"), f"{NAME}:{PROBE}"], check=True)
     for kind, path in (("http", "/metrics/"), ("ws", "/metrics/ws")):
-        answer = json.loads(subprocess.run(
-            ["docker", "exec", NAME, "python3", PROBE, kind, path, "--source", "127.0.0.2"],
-            capture_output=True, text=True, check=True, timeout=60,
-        ).stdout)
+        answer = json.loads(
+            subprocess.run(
+                ["docker", "exec", NAME, "python3", PROBE, kind, path, "--source", "127.0.0.2"],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=60,
+            ).stdout
+        )
         refused = answer.get("status") == 403 or " 403 " in answer.get("handshake", "")
         assert refused, answer
-    app = json.loads(subprocess.run(
-        ["docker", "exec", NAME, "python3", PROBE, "http", "/", "--source", "127.0.0.2"],
-        capture_output=True, text=True, check=True, timeout=60,
-    ).stdout)
+    app = json.loads(
+        subprocess.run(
+            ["docker", "exec", NAME, "python3", PROBE, "http", "/", "--source", "127.0.0.2"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
+    )
     assert app["status"] == 200
