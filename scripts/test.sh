@@ -57,9 +57,13 @@ count_check() {
 
 run_lint() {
   local log
+  # ansible-lint puts ~/.ansible/collections before the project's own paths,
+  # so a copy of this collection installed there would shadow the working
+  # tree: it gets a home of its own.
+  mkdir -p "${STATE_DIR}/lint-home"
   for check in "ruff check ." "ruff format --check ." "yamllint --strict ." "ansible-lint"; do
     log="${LOG_DIR}/lint-${check%% *}-$(tr -c 'a-z' '-' <<<"${check}").log"
-    ${check} >"${log}" 2>&1
+    HOME="${STATE_DIR}/lint-home" ${check} >"${log}" 2>&1
     count_check "lint: ${check}" $? "${log}"
   done
 }
