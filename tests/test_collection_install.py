@@ -11,7 +11,6 @@ names the way out. Run with the ansible-core of the venv running the tests.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from user_project import run_in_project
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -30,11 +30,7 @@ TARBALL = f"{GALAXY['namespace']}-{GALAXY['name']}-{GALAXY['version']}.tar.gz"
 
 
 def run(*command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("ANSIBLE_")}
-    env["ANSIBLE_CONFIG"] = str(cwd / "ansible.cfg")
-    return subprocess.run(
-        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=180, check=False
-    )
+    return run_in_project(command, cwd, timeout=180)
 
 
 def new_project(path: Path) -> Path:

@@ -24,6 +24,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from user_project import run_in_project
+
 ROOT = Path(__file__).resolve().parents[2]
 PINNED = Path(sys.executable).parent
 OLDEST = ROOT / ".state/venv-oldest/bin"
@@ -60,13 +63,9 @@ def readme_install_command() -> list[str]:
     return line.split()
 
 
-def run(command: list[str], cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     """Runs in the project with its own ansible.cfg and none of ours."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("ANSIBLE_")}
-    env.update(ANSIBLE_CONFIG=str(cwd / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    return subprocess.run(
-        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
+    return run_in_project(command, cwd)
 
 
 def playbook(bin_dir: Path, project: Path, *extra: str) -> dict[str, dict[str, int]]:
