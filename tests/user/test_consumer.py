@@ -90,11 +90,10 @@ def in_container(name: str, *command: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A user's project outside the repository, converged with the oldest core."""
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A user's project outside the repository, and fresh containers for it."""
     assert (OLDEST / "ansible-playbook").exists(), "run scripts/test.sh, which creates the venv"
-    work = tmp_path_factory.mktemp("consumer")
-    project = work / "site"
+    project = tmp_path_factory.mktemp("consumer") / "site"
     project.mkdir()
     built = run([str(PINNED / "ansible-galaxy"), "collection", "build", str(ROOT)], project)
     assert built.returncode == 0, built.stdout + built.stderr
@@ -110,39 +109,58 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         docker_collection / "community/docker",
         project / "collections/ansible_collections/community/docker",
     )
-    inventory = {
-        "webservers": {
-            "hosts": {
-                name: {"ansible_connection": "community.docker.docker"} for name in CONTAINERS
-            }
-        }
-    }
-    (project / "inventory.yml").write_text(yaml.safe_dump(inventory))
-    for name, image in CONTAINERS.items():
-        subprocess.run(
-            [
-                "bash",
-                "-c",
-                f'. "{ROOT}/scripts/lib/common.sh"; start_systemd_container "$0" "$1"',
-                name,
-                image,
-            ],
-            check=True,
-            timeout=120,
-        )
-        subprocess.run(
-            ["docker", "cp", str(ROOT / "molecule/probe.py"), f"{name}:{PROBE}"],
-            check=True,
-            timeout=60,
-        )
+    hosts = {name: {"ansible_connection": "community.docker.docker"} for name in CONTAINERS}
+    (project / "inventory.yml").write_text(yaml.safe_dump({"webservers": {"hosts": hosts}}))
     try:
-        stats = playbook(OLDEST, project)
-        assert set(stats) == set(CONTAINERS), stats
-        assert all(s["failed"] == 0 and s["unreachable"] == 0 for s in stats.values()), stats
+        for name, image in CONTAINERS.items():
+            start = f'. "{ROOT}/scripts/lib/common.sh"; start_systemd_container "$0" "$1"'
+            subprocess.run(["bash", "-c", start, name, image], check=True, timeout=120)
+            subprocess.run(
+                ["docker", "cp", str(ROOT / "molecule/probe.py"), f"{name}:{PROBE}"],
+                check=True,
+                timeout=60,
+            )
         yield project
     finally:
         for name in CONTAINERS:
             subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+
+
+@pytest.fixture(scope="module")
+def first_check(workspace: Path) -> subprocess.CompletedProcess[str]:
+    """--check --diff on the brand-new hosts, before anything was installed."""
+    return run(
+        [str(OLDEST / "ansible-playbook"), "-i", "inventory.yml", "site.yml", "--check", "--diff"],
+        workspace,
+    )
+
+
+@pytest.fixture(scope="module")
+def project(workspace: Path, first_check: subprocess.CompletedProcess[str]) -> Path:
+    """The user's project after a converge with the oldest core."""
+    stats = playbook(OLDEST, workspace)
+    assert set(stats) == set(CONTAINERS), stats
+    assert all(s["failed"] == 0 and s["unreachable"] == 0 for s in stats.values()), stats
+    return workspace
+
+
+def test_check_mode_on_a_brand_new_host_stops_at_once_saying_why(
+    first_check: subprocess.CompletedProcess[str],
+) -> None:
+    output = first_check.stdout
+    assert first_check.returncode != 0
+    for name in CONTAINERS:
+        assert f"Check mode cannot predict a first install on {name}" in output, output[-3000:]
+    # The role's very first host task, and the only failure: no apt, no
+    # configuration test, no rescue claiming Apache rejected anything.
+    failed = re.findall(r"^fatal: \[([^\]]+)\]", output, re.M)
+    assert sorted(failed) == sorted(CONTAINERS), output[-3000:]
+    assert "Stop check mode on a host the role has not set up yet" in output
+    assert "Install Apache" not in output and "rejected" not in output
+    for name in CONTAINERS:
+        assert in_container(name, "sh", "-c", "command -v apache2ctl || echo absent").strip() == (
+            "absent"
+        )
 
 
 def test_project_holds_nothing_of_the_repository(project: Path) -> None:
@@ -182,3 +200,36 @@ def test_check_mode_reports_no_change(project: Path, bin_dir: Path) -> None:
     stats = playbook(bin_dir, project, "--check", "--diff")
     assert set(stats) == set(CONTAINERS)
     assert {host: s["changed"] for host, s in stats.items()} == dict.fromkeys(CONTAINERS, 0)
+
+
+# Another Apache role in the same play, with handlers of the common names.
+OTHER_ROLE_HANDLERS = [
+    {"name": name, "ansible.builtin.debug": {"msg": f"the other role's {name}"}}
+    for name in ("Check the Apache configuration", "Reload Apache", "Restart Apache")
+]
+
+
+def test_other_roles_handlers_cannot_shadow_the_roles_own(project: Path) -> None:
+    # Runs last: it changes the site, then puts the README's site.yml back.
+    handlers = project / "roles/other_apache/handlers"
+    handlers.mkdir(parents=True)
+    (handlers / "main.yml").write_text(yaml.safe_dump(OTHER_ROLE_HANDLERS))
+    play = yaml.safe_load((project / "site.yml").read_text())
+    play[0]["roles"] = [
+        {
+            **play[0]["roles"][0],
+            "vars": {
+                "mod_wsgi_ws_sidecar_extra_directives": ["Header always set X-Consumer-Test loaded"]
+            },
+        },
+        {"role": "other_apache"},
+    ]
+    (project / "shadowed.yml").write_text(yaml.safe_dump(play))
+    result = run([str(PINNED / "ansible-playbook"), "-i", "inventory.yml", "shadowed.yml"], project)
+    assert result.returncode == 0, result.stdout[-3000:]
+    try:
+        for name in CONTAINERS:
+            answer = json.loads(in_container(name, "python3", PROBE, "http", "/"))
+            assert answer["headers"].get("X-Consumer-Test") == "loaded", (name, answer["headers"])
+    finally:
+        playbook(PINNED, project)

@@ -107,6 +107,29 @@ CASES = [
         ["mod_wsgi_ws_sidecar_mod_wsgi_source"],
     ),
     ("unknown-mode", {"mod_wsgi_ws_sidecar_mode": "nginx"}, ["mod_wsgi_ws_sidecar_mode"]),
+    ("mount-climbing-out", sidecars({**SIDECAR, "mount": "/../etc/"}), ["sidecars[0].mount"]),
+    ("mount-with-dot-segment", sidecars({**SIDECAR, "mount": "/./m/"}), ["sidecars[0].mount"]),
+    (
+        "sidecar-on-apaches-own-port",
+        sidecars({**SIDECAR, "port": 80}),
+        ["sidecars[0].port", "Apache itself listens on"],
+    ),
+    (
+        # Refused by the internal host's own check, which runs first.
+        "sidecar-on-the-internal-hosts-port",
+        {
+            "mod_wsgi_ws_sidecar_internal_listen": "127.0.0.1:8081",
+            **sidecars({**SIDECAR, "port": 8081}),
+        },
+        ["mod_wsgi_ws_sidecar_internal_listen", "the sidecars' own"],
+    ),
+    (
+        "user-script-not-on-host",
+        sidecars(
+            SIDECAR, {"name": "echo", "mount": "/ws/", "port": 8770, "script": "/srv/none.py"}
+        ),
+        ["sidecars[1].script", "/srv/none.py"],
+    ),
 ]
 
 

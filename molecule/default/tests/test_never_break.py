@@ -165,8 +165,8 @@ def test_converge_after_a_rejected_run_changes_only_what_was_asked(story):
         assert changed == [
             f"{ROLE} : Write the Apache site",
             f"{ROLE} : Remove the backups of the accepted files",
-            f"{ROLE} : Check the Apache configuration",
-            f"{ROLE} : Reload Apache",
+            f"{ROLE} : Check the Apache configuration (mod_wsgi_ws_sidecar)",
+            f"{ROLE} : Reload Apache (mod_wsgi_ws_sidecar)",
         ], name
 
 

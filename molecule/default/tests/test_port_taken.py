@@ -7,9 +7,26 @@ import time
 import pytest
 from conftest import status
 
-# Bound but not listening: the sidecar cannot bind the port, and Apache's
-# connection to it is refused (a listening squatter would take it, and hang it).
-SQUATTER = "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', 8765)); time.sleep(60)"
+# A squatter that listens (SO_REUSEADDR, as servers do) holds the port even
+# while an old connection of the sidecar's lingers in TIME_WAIT on it (the
+# readiness wait leaves Apache one pooled), so the sidecar cannot bind. It
+# resets every connection at once, so Apache's request fails instead of
+# hanging on a listener that never answers.
+SQUATTER = """
+import socket, struct
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 8765))
+s.listen(16)
+s.settimeout(60)
+try:
+    while True:
+        c, _ = s.accept()
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()
+except TimeoutError:
+    pass
+"""
 
 
 def deaths(host) -> int:
@@ -29,7 +46,8 @@ def test_sidecar_restarts_until_its_port_is_free(host, probe, trial):
         assert host.run("systemctl start apache2").rc == 0
         time.sleep(4)
         # Not serving, and not pretending to: each attempt died and was retried.
-        assert status(probe.ws("/metrics/ws")) == 503
+        # Apache answers 502 (the squatter resets the connection).
+        assert status(probe.ws("/metrics/ws")) == 502
         assert deaths(host) - before >= 2
     finally:
         host.run("pkill -f mws-squatter")

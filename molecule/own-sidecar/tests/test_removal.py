@@ -13,7 +13,11 @@ from conftest import Probe, converge, enabled_apache_config, scenario_host, wsgi
 # The example's dashboard, unchanged; only the echo sidecar goes.
 METRICS = {"name": "metrics-sidecar", "mount": "/metrics/", "port": 8765}
 METRICS_ONLY = {"mod_wsgi_ws_sidecar_sidecars": [METRICS]}
-ECHO_FILES = ["/etc/mod_wsgi_ws_sidecar/echo.json", "/run/mod_wsgi_ws_sidecar/echo"]
+ECHO_FILES = [
+    "/etc/mod_wsgi_ws_sidecar/echo.json",
+    "/etc/mod_wsgi_ws_sidecar/echo.py",
+    "/run/mod_wsgi_ws_sidecar/echo",
+]
 # mod_wsgi's process title, cut to the length of "/usr/sbin/apache2".
 ECHO_TITLE = "(wsgi:echo)"
 

@@ -43,7 +43,7 @@ def switches() -> dict:
 
 def test_switch_to_tcp_leaves_no_socket_behind(host, switches):
     name = host.backend.host
-    assert f"{ROLE} : Reload Apache" in switches["to_tcp"][name]
+    assert f"{ROLE} : Reload Apache (mod_wsgi_ws_sidecar)" in switches["to_tcp"][name]
     seen = switches["on_tcp"][name]
     assert "127.0.0.1:8765" in seen["tcp"]
     assert "sidecar.sock" not in seen["unix"]
@@ -57,7 +57,7 @@ def test_switch_to_tcp_leaves_no_socket_behind(host, switches):
 
 def test_switch_back_to_unix_leaves_no_tcp_listener(host, switches):
     name = host.backend.host
-    assert f"{ROLE} : Reload Apache" in switches["back"][name]
+    assert f"{ROLE} : Reload Apache (mod_wsgi_ws_sidecar)" in switches["back"][name]
     seen = switches["on_unix"][name]
     assert not any(address.endswith(":8765") for address in seen["tcp"]), seen["tcp"]
     assert f"{SOCKET_DIR}/sidecar.sock" in seen["unix"]

@@ -85,6 +85,6 @@ def test_switching_to_debians_mod_wsgi_and_back(host, switched_to_debians_mod_ws
     assert f" in {VENV}\n" in on_debians["app"]["body"]
     assert on_debians["ws"]["frames"][0]["data"]["type"] == "snapshot"
     # Back on PyPI's: the same single module as before, and a quiet re-run.
-    assert f"{ROLE} : Restart Apache" in back[host.backend.host]
+    assert f"{ROLE} : Restart Apache (mod_wsgi_ws_sidecar)" in back[host.backend.host]
     test_apache_loads_the_venvs_mod_wsgi_only(host)
     assert recheck[host.backend.host] == []

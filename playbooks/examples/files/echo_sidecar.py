@@ -15,6 +15,7 @@ Routes, as seen through Apache at the mount (for example /ws/):
                    max_clients is refused (HTTP 403) before the handshake
 """
 
+import contextlib
 import json
 
 import mod_wsgi
@@ -59,10 +60,24 @@ async def echo(websocket):
 
 app = Starlette(routes=[Route("/", status), WebSocketRoute("/echo", echo)])
 
+
+class ServiceScriptServer(uvicorn.Server):
+    """uvicorn inside mod_wsgi, which owns the process's signals: it stops a
+    service script by raising SystemExit in it. uvicorn's own handlers would
+    swallow that stop, then fail restoring mod_wsgi's (not Python callables)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):  # uvicorn 0.29 and later (Debian 13)
+        yield
+
+    def install_signal_handlers(self):  # older uvicorn (Debian 12)
+        pass
+
+
 listen = CONFIG["listen"]
 if "path" in listen:
     where = {"uds": listen["path"]}
 else:
     where = {"host": listen["host"], "port": listen["port"]}
 # Blocks for the life of the daemon process, as a service script should.
-uvicorn.Server(uvicorn.Config(app, **where, lifespan="off", log_level="info")).run()
+ServiceScriptServer(uvicorn.Config(app, **where, lifespan="off", log_level="info")).run()

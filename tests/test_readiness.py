@@ -1,0 +1,198 @@
+"""The readiness check: where it looks (plugins/filter/readiness.py) and how
+it waits (plugins/modules/wait_for_sidecars.py), against real listeners on
+this machine's loopback standing in for a sidecar and for Apache."""
+
+from __future__ import annotations
+
+import http.server
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "plugins/filter"))
+sys.path.insert(0, str(ROOT / "plugins/modules"))
+
+import readiness  # noqa: E402
+import wait_for_sidecars as waiting  # noqa: E402
+
+INTERNAL = {"address": "10.0.0.5", "port": 8081, "apache": "10.0.0.5:8081"}
+
+
+def sidecar(**fields) -> dict:
+    base = {
+        "name": "m",
+        "listener": "tcp",
+        "port": 8765,
+        "socket": "/run/x/m.sock",
+        "mount": "/metrics/",
+        "virtual_host": "",
+        "internal": False,
+    }
+    return {**base, **fields}
+
+
+def test_a_mounted_sidecar_is_checked_on_its_listener_and_at_its_mount() -> None:
+    (check,) = readiness.readiness_checks([sidecar()], "127.0.0.1", False, "", INTERNAL)
+    assert check == {
+        "name": "m",
+        "listener": {"host": "127.0.0.1", "port": 8765},
+        "front": {
+            "host": "127.0.0.1",
+            "port": 80,
+            "tls": False,
+            "host_header": "127.0.0.1",
+            "path": "/metrics/",
+        },
+    }
+
+
+def test_unix_tls_virtual_host_and_internal_sidecars() -> None:
+    unix, vhost, internal = readiness.readiness_checks(
+        [
+            sidecar(name="u", listener="unix"),
+            sidecar(name="v", mount="", virtual_host="ws.test"),
+            sidecar(name="i", internal=True),
+        ],
+        "127.0.0.1",
+        True,
+        "www.test",
+        INTERNAL,
+    )
+    assert unix["listener"] == {"path": "/run/x/m.sock"}
+    assert unix["front"]["port"] == 443 and unix["front"]["tls"] is True
+    assert unix["front"]["host_header"] == "www.test"
+    assert vhost["front"]["host_header"] == "ws.test" and vhost["front"]["path"] == "/"
+    assert internal["front"] == {
+        "host": "10.0.0.5",
+        "port": 8081,
+        "tls": False,
+        "host_header": "10.0.0.5:8081",
+        "path": "/metrics/",
+    }
+
+
+class Front(http.server.BaseHTTPRequestHandler):
+    """Answers every GET with the server's current `status` attribute."""
+
+    def do_GET(self) -> None:
+        self.send_response(self.server.status)  # type: ignore[attr-defined]
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def front() -> Iterator[http.server.ThreadingHTTPServer]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Front)
+    server.status = 200  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    sock = socket.create_server(("127.0.0.1", 0))
+    yield sock
+    sock.close()
+
+
+def checks(front, listener_port: int, path: str = "/metrics/") -> tuple[list, dict]:
+    where = {
+        "host": "127.0.0.1",
+        "port": front.server_address[1],
+        "tls": False,
+        "host_header": "127.0.0.1",
+    }
+    sidecars = [
+        {
+            "name": "metrics-sidecar",
+            "listener": {"host": "127.0.0.1", "port": listener_port},
+            "front": {**where, "path": path},
+        }
+    ]
+    return sidecars, {**where, "path": "/"}
+
+
+def test_all_serving_ends_the_wait_at_once(front, listener) -> None:
+    sidecars, app = checks(front, listener.getsockname()[1])
+    started = time.monotonic()
+    assert waiting.wait(sidecars, app, timeout=5) == {}
+    assert time.monotonic() - started < 1
+
+
+def test_access_refused_by_apache_still_counts_as_serving(front, listener) -> None:
+    front.status = 403
+    sidecars, app = checks(front, listener.getsockname()[1])
+    assert waiting.wait(sidecars, app, timeout=2) == {}
+
+
+def test_a_gateway_error_names_the_sidecar(front, listener) -> None:
+    front.status = 503
+    sidecars, app = checks(front, listener.getsockname()[1])
+    problems = waiting.wait(sidecars, app, timeout=0.5, interval=0.1)
+    assert set(problems) == {"metrics-sidecar", "the WSGI application"}
+    assert "answers 503" in problems["metrics-sidecar"]
+
+
+def test_a_closed_listener_names_the_sidecar(front) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        port = sock.getsockname()[1]
+    sidecars, app = checks(front, port)
+    problems = waiting.wait(sidecars, app, timeout=0.5, interval=0.1)
+    assert list(problems) == ["metrics-sidecar"]
+    assert f"127.0.0.1:{port} does not accept" in problems["metrics-sidecar"]
+
+
+def test_waits_for_a_sidecar_that_comes_up_late(front) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        port = sock.getsockname()[1]
+    late: list[socket.socket] = []
+    timer = threading.Timer(0.6, lambda: late.append(socket.create_server(("127.0.0.1", port))))
+    timer.start()
+    try:
+        sidecars, app = checks(front, port)
+        started = time.monotonic()
+        assert waiting.wait(sidecars, app, timeout=5, interval=0.1) == {}
+        assert 0.5 < time.monotonic() - started < 3
+    finally:
+        timer.join()
+        for sock in late:
+            sock.close()
+
+
+def test_settle_outlasts_an_old_process_that_goes_away(front, listener) -> None:
+    # Serving at first (the old process), then a gap: the wait must not end
+    # before SETTLE seconds of uninterrupted serving.
+    front.status = 200
+    threading.Timer(0.3, lambda: setattr(front, "status", 503)).start()
+    threading.Timer(0.9, lambda: setattr(front, "status", 200)).start()
+    sidecars, app = checks(front, listener.getsockname()[1])
+    started = time.monotonic()
+    assert waiting.wait(sidecars, app, timeout=5, settle=1.0, interval=0.1) == {}
+    assert time.monotonic() - started >= 1.8
+
+
+def test_log_excerpt_starts_at_the_last_line_naming_the_sidecar(tmp_path: Path) -> None:
+    log = tmp_path / "error.log"
+    log.write_text(
+        "old line about echo\nnoise\n"
+        "mod_wsgi_ws_sidecar: sidecar echo: /srv/echo.py failed\n"
+        "Traceback (most recent call last):\nRuntimeError: boom\n"
+    )
+    excerpt = waiting.log_excerpt(str(log), ["echo"])
+    assert excerpt.splitlines() == [
+        "mod_wsgi_ws_sidecar: sidecar echo: /srv/echo.py failed",
+        "Traceback (most recent call last):",
+        "RuntimeError: boom",
+    ]
+    assert "cannot read" in waiting.log_excerpt(str(tmp_path / "absent.log"), ["echo"])
