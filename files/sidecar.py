@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hmac
 import json
 import logging
 import math
@@ -23,7 +24,7 @@ import struct
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
@@ -49,6 +50,9 @@ CLEANUP_TIMEOUT = 5.0
 RESTART_DELAY = 1.0
 # How often a unix-socket listener checks its socket file is still its own.
 SOCKET_CHECK_INTERVAL = 1.0
+# Apache sets this header on every request it proxies to the sidecar, to the
+# sidecar's secret: a local user who reaches the listener directly lacks it.
+SECRET_HEADER = "X-Sidecar-Secret"
 
 
 # --- configuration -------------------------------------------------------------------------
@@ -71,6 +75,8 @@ class Config:
     max_send_buffer: int = 262144
     # Origins allowed to open a WebSocket besides the site's own (lower case).
     origins: tuple[str, ...] = ()
+    # What SECRET_HEADER must carry; None admits any request (standalone use).
+    secret: str | None = field(default=None, repr=False)
 
     @property
     def listen_url(self) -> str:
@@ -78,7 +84,9 @@ class Config:
 
 
 _NUMERIC_KEYS = ("poll_interval", "heartbeat", "max_clients", "send_timeout", "max_send_buffer")
-_TOP_KEYS = {"name", "listen", "origins", *_NUMERIC_KEYS}
+_TOP_KEYS = {"name", "listen", "origins", "secret", *_NUMERIC_KEYS}
+# The role writes 43 characters (32 random bytes); shorter is too guessable.
+MIN_SECRET_LENGTH = 32
 _DEFAULTS = Config()
 
 
@@ -137,9 +145,23 @@ def parse_config(data: Any) -> Config:
         raise ConfigError(
             f"config key 'origins' must list origins like 'https://host:port', got {origins!r}"
         )
+    secret = data.get("secret")
+    if secret is not None and not (
+        isinstance(secret, str)
+        and len(secret) >= MIN_SECRET_LENGTH
+        and secret.isascii()
+        and secret.isprintable()
+        and secret.strip() == secret
+    ):
+        # Never the value itself: this message reaches Apache's error log.
+        raise ConfigError(
+            f"config key 'secret' must be at least {MIN_SECRET_LENGTH} printable ASCII"
+            " characters without spaces around them"
+        )
     return Config(
         name=name,
         origins=tuple(_origin_key(o) for o in origins),
+        secret=secret,
         **_parse_listen(data["listen"]),
         **{key: _positive(data, key) for key in _NUMERIC_KEYS},
     )
@@ -161,6 +183,18 @@ def load_config(path: str) -> Config:
         return parse_config(read_config_file(path))
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+# --- who may reach the listener ------------------------------------------------------------
+
+
+def secret_matches(presented: str | None, secret: str | None) -> bool:
+    """Does a request's SECRET_HEADER carry the secret? Compared in constant time."""
+    if secret is None:
+        return True
+    if presented is None:
+        return False
+    return hmac.compare_digest(presented.encode("utf-8", "surrogateescape"), secret.encode("utf-8"))
 
 
 # --- cross-site WebSocket hijacking --------------------------------------------------------
@@ -390,7 +424,7 @@ class Sidecar:
         self._latest_frame = b""
         self._problem: str | None = None
         self.tick_task: asyncio.Task[None] | None = None
-        self.app = web.Application()
+        self.app = web.Application(middlewares=[self.require_secret])
         self.app.router.add_get("/", self.handle_index)
         self.app.router.add_get("/ws", self.handle_ws)
         self.app.on_startup.append(self._start_ticks)
@@ -480,6 +514,19 @@ class Sidecar:
             if reason:
                 log.warning("dropping client %s: %s", client.peer, reason)
         client.transport.abort()
+
+    @web.middleware
+    async def require_secret(
+        self, request: web.Request, handler: Callable[[web.Request], Any]
+    ) -> web.StreamResponse:
+        """Refuses, before any handler runs, a request that did not come through
+        Apache: only Apache knows the secret it adds to each request."""
+        if not secret_matches(request.headers.get(SECRET_HEADER), self.config.secret):
+            log.warning(
+                "refused a request to %s not sent by Apache (no valid secret)", request.path
+            )
+            raise web.HTTPForbidden(text="only the front end may reach this sidecar\n")
+        return await handler(request)
 
     async def handle_index(self, request: web.Request) -> web.Response:
         html = render_index(request.headers.get("X-Forwarded-Prefix", ""))

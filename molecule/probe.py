@@ -30,6 +30,11 @@ import time
 
 
 def connect(args) -> socket.socket:
+    if args.unix:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(args.timeout)
+        sock.connect(args.unix)
+        return sock
     source = (args.source, 0) if args.source else None
     sock = socket.create_connection(("127.0.0.1", args.port), args.timeout, source)
     if not args.tls:
@@ -193,6 +198,7 @@ def main() -> int:
     parser.add_argument("--header", action="append", default=[], help='"Name: value"')
     parser.add_argument("--user", help="NAME:PASSWORD for HTTP basic auth")
     parser.add_argument("--source", help="local address to connect from, e.g. 127.0.0.2")
+    parser.add_argument("--unix", help="connect to this unix socket instead of a TCP port")
     parser.add_argument("--tls", action="store_true")
     parser.add_argument("--cafile")
     parser.add_argument("--tls-only", help="offer only this TLS version, e.g. TLSv1_1")

@@ -14,6 +14,7 @@ import time
 from conftest import REMOTE, status
 
 __all__ = [
+    "test_another_local_user_is_refused_at_the_sidecars_listener",
     "test_application_answers_at_root_in_its_python",
     "test_bare_prefix_redirects_permanently",
     "test_check_mode_reports_no_change_on_a_converged_host",
@@ -24,9 +25,13 @@ __all__ = [
     "test_restart_brings_the_sidecar_back",
     "test_sidecar_listens_on_loopback_only",
     "test_the_application_stays_open_to_all",
+    "test_the_secret_stays_out_of_the_error_log",
     "test_websocket_through_the_front_end_streams_the_scoreboard",
 ]
 SIDECAR_PORT = 8765
+SETTINGS = "/etc/mod_wsgi_ws_sidecar/metrics-sidecar.json"
+# Any local account on the host, outside the daemon processes' group.
+LOCAL_USER = "mallory"
 # The `deployment` of a site served by Debian's apache2.
 ON_SYSTEM_APACHE = {
     "service": "apache2",
@@ -49,14 +54,43 @@ def test_bare_prefix_redirects_permanently(probe):
     assert answer["headers"]["Location"].endswith("/metrics/")
 
 
-def test_dashboard_page_carries_the_prefix(probe):
+def test_dashboard_page_carries_the_prefix(host, probe):
     # The sidecar learns its prefix from X-Forwarded-Prefix, set by the front end.
     answer = probe.http("/metrics/")
     assert answer["status"] == 200
     assert answer["headers"]["Content-Type"].startswith("text/html")
     assert 'window.METRICS_BASE = "/metrics"' in answer["body"]
-    direct = probe.http("/", port=SIDECAR_PORT)
+    direct = probe.http("/", port=SIDECAR_PORT, header=[f"X-Sidecar-Secret: {secret(host)}"])
     assert 'window.METRICS_BASE = ""' in direct["body"]
+
+
+def secret(host) -> str:
+    """The sidecar's secret, as root reads it from its settings."""
+    return json.loads(host.file(SETTINGS).content_string)["secret"]
+
+
+def test_another_local_user_is_refused_at_the_sidecars_listener(host, probe):
+    # Apache's access rules guard the mount, not the sidecar's own loopback
+    # port: there, only Apache's requests carry the sidecar's secret.
+    assert host.run(f"id {LOCAL_USER} || useradd --no-create-home {LOCAL_USER}").rc == 0
+    local_user = probe.as_user(LOCAL_USER)
+    own_origin = f"Origin: http://127.0.0.1:{SIDECAR_PORT}"
+    for header in ([], [own_origin], ["Origin: http://evil.example", "X-Sidecar-Secret: guess"]):
+        assert status(local_user.http("/", port=SIDECAR_PORT, header=header)) == 403
+        answer = local_user.ws("/ws", port=SIDECAR_PORT, header=header)
+        assert status(answer) == 403, answer
+        assert answer["frames"] == []
+    # Through Apache the same user's requests are served: Apache adds the secret.
+    assert local_user.ws("/metrics/ws")["handshake"].startswith("HTTP/1.1 101")
+
+
+def test_the_secret_stays_out_of_the_error_log(host, probe, deployment):
+    assert status(probe.http("/", port=SIDECAR_PORT, header=["X-Sidecar-Secret: guess"])) == 403
+    deadline = time.monotonic() + 5
+    while "not sent by Apache" not in (log := host.file(deployment["error_log"]).content_string):
+        assert time.monotonic() < deadline, "the refusal was not logged"
+        time.sleep(0.2)
+    assert secret(host) not in log  # nothing ever logged the secret
 
 
 def test_websocket_through_the_front_end_streams_the_scoreboard(probe):

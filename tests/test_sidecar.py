@@ -127,12 +127,46 @@ def test_config_host_defaults_to_loopback() -> None:
         ({"listen": LISTEN, "origins": "https://example.com"}, "'origins'"),
         ({"listen": LISTEN, "origins": ["example.com"]}, "'origins'"),
         ({"listen": LISTEN, "origins": ["https://example.com/app"]}, "'origins'"),
+        ({"listen": LISTEN, "secret": ""}, "'secret'"),
+        ({"listen": LISTEN, "secret": "s" * 31}, "'secret'"),
+        ({"listen": LISTEN, "secret": 12345678901234567890123456789012345}, "'secret'"),
+        ({"listen": LISTEN, "secret": " " + "s" * 40}, "'secret'"),
+        ({"listen": LISTEN, "secret": "s" * 40 + "\n"}, "'secret'"),
+        ({"listen": LISTEN, "secret": "é" * 40}, "'secret'"),
     ],
 )
 def test_config_rejects_bad_values(data: dict[str, Any], key: str) -> None:
     with pytest.raises(sidecar.ConfigError) as excinfo:
         sidecar.parse_config(data)
     assert key in str(excinfo.value)
+
+
+def test_secret_is_kept_but_never_shown() -> None:
+    secret = "k" * 43
+    config = sidecar.parse_config({"listen": LISTEN, "secret": secret})
+    assert config.secret == secret
+    assert secret not in repr(config)
+    with pytest.raises(sidecar.ConfigError) as excinfo:
+        sidecar.parse_config({"listen": LISTEN, "secret": "short-secret-value"})
+    assert "short-secret-value" not in str(excinfo.value)
+
+
+@pytest.mark.parametrize(
+    ("presented", "secret", "admitted"),
+    [
+        ("k" * 43, "k" * 43, True),
+        (None, None, True),
+        ("anything", None, True),
+        (None, "k" * 43, False),
+        ("", "k" * 43, False),
+        ("k" * 42, "k" * 43, False),
+        ("k" * 44, "k" * 43, False),
+        ("K" * 43, "k" * 43, False),
+        ("\udcff" * 43, "k" * 43, False),
+    ],
+)
+def test_secret_matches(presented: str | None, secret: str | None, admitted: bool) -> None:
+    assert sidecar.secret_matches(presented, secret) is admitted
 
 
 def test_config_must_be_object() -> None:

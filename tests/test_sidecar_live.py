@@ -391,6 +391,43 @@ def test_foreign_origin_refused_with_403_and_own_origin_served() -> None:
     run(scenario())
 
 
+SECRET = "s3cr3t-" * 6
+
+
+@pytest.mark.parametrize("presented", [None, "", "wrong-" * 8, SECRET[:-1]])
+def test_request_without_the_secret_refused_before_any_frame(
+    presented: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario() -> None:
+        headers = {} if presented is None else {sidecar.SECRET_HEADER: presented}
+        async with serving(secret=SECRET) as (sc, client):
+            page = await client.get("/", headers=headers)
+            assert page.status == 403
+            assert "METRICS_BASE" not in await page.text()
+            for origin in (None, f"http://{client.host}:{client.port}"):
+                with pytest.raises(aiohttp.WSServerHandshakeError) as excinfo:
+                    await client.ws_connect("/ws", headers=headers, origin=origin)
+                assert excinfo.value.status == 403
+            assert not sc.clients
+
+    with caplog.at_level(logging.WARNING, logger="sidecar"):
+        run(scenario())
+    assert "not sent by Apache" in caplog.text
+    assert SECRET not in caplog.text
+
+
+def test_request_with_the_secret_served() -> None:
+    async def scenario() -> None:
+        headers = {sidecar.SECRET_HEADER: SECRET}
+        async with serving(secret=SECRET) as (_sc, client):
+            page = await client.get("/", headers=headers)
+            assert page.status == 200
+            ws = await client.ws_connect("/ws", headers=headers)
+            assert (await frame(ws))["type"] == "snapshot"
+
+    run(scenario())
+
+
 # --- serve() and run_service() -------------------------------------------------------------
 
 

@@ -50,17 +50,28 @@ SIDECARS: list[dict[str, Any]] = [
     },
 ]
 
+# What the role's secrets task would have chosen (plugins/filter/sidecar_secrets.py).
+SECRETS = {s["name"]: f"{s['name'][:4]}-secret-".ljust(43, "x") for s in SIDECARS}
+
 BUILTIN_TYPES = {
     "name": str,
     "listen": dict,
     "max_clients": int,
     "origins": list,
+    "secret": str,
     "poll_interval": float,
     "heartbeat": float,
     "send_timeout": float,
     "max_send_buffer": int,
 }
-USER_TYPES = {"name": str, "listen": dict, "max_clients": int, "origins": list, "prefix": str}
+USER_TYPES = {
+    "name": str,
+    "listen": dict,
+    "max_clients": int,
+    "origins": list,
+    "secret": str,
+    "prefix": str,
+}
 
 
 def resolve(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -86,7 +97,8 @@ def check_types(settings: dict[str, Any]) -> None:
 
 def test_filter_gives_json_types_for_every_kind_of_sidecar() -> None:
     written = [
-        json.loads(json.dumps(sidecars.sidecar_settings(s, "127.0.0.1"))) for s in resolve(SIDECARS)
+        json.loads(json.dumps(sidecars.sidecar_settings(s, "127.0.0.1", SECRETS[s["name"]])))
+        for s in resolve(SIDECARS)
     ]
     for settings in written:
         check_types(settings)
@@ -96,6 +108,7 @@ def test_filter_gives_json_types_for_every_kind_of_sidecar() -> None:
     assert unix["listen"] == {"path": "/run/mod_wsgi_ws_sidecar/unix-dash/sidecar.sock"}
     assert unix["poll_interval"] == 2.0 and unix["max_clients"] == 40
     assert user["prefix"] == "/echo" and user["origins"] == ["https://example.com"]
+    assert [w["secret"] for w in written] == [SECRETS[w["name"]] for w in written]
 
 
 def test_resolve_fills_defaults_and_derives_backends() -> None:
@@ -148,7 +161,11 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, An
         }
     ]
     (work / "play.yml").write_text(yaml.safe_dump(play))
-    (work / "vars.json").write_text(json.dumps({"mod_wsgi_ws_sidecar_sidecars": SIDECARS}))
+    (work / "vars.json").write_text(
+        json.dumps(
+            {"mod_wsgi_ws_sidecar_sidecars": SIDECARS, "__mod_wsgi_ws_sidecar_secrets": SECRETS}
+        )
+    )
     (work / "ansible.cfg").write_text("[defaults]\ninterpreter_python = auto_silent\n")
     env = {
         **os.environ,
@@ -181,4 +198,4 @@ def test_the_roles_task_writes_json_types_on_this_ansible_core(rendered) -> None
 
 def test_the_roles_task_and_the_filter_agree(rendered) -> None:
     for s in resolve(SIDECARS):
-        assert rendered[s["name"]] == sidecars.sidecar_settings(s, "127.0.0.1")
+        assert rendered[s["name"]] == sidecars.sidecar_settings(s, "127.0.0.1", SECRETS[s["name"]])

@@ -54,10 +54,11 @@ def resolve_sidecars(
     return resolved
 
 
-def sidecar_settings(sidecar: Mapping[str, Any], listen_host: str) -> dict[str, Any]:
+def sidecar_settings(sidecar: Mapping[str, Any], listen_host: str, secret: str) -> dict[str, Any]:
     """What a resolved sidecar's NAME.json holds, with JSON's own types.
 
-    Every sidecar gets its name, listener, client cap and extra origins. The
+    Every sidecar gets its name, listener, client cap, extra origins and the
+    secret Apache sends it (plugins/filter/sidecar_secrets.py). The
     built-in dashboard also gets its timing and buffer limits; a user's own
     script gets its URL prefix ("" for a whole virtual host).
     """
@@ -70,6 +71,7 @@ def sidecar_settings(sidecar: Mapping[str, Any], listen_host: str) -> dict[str, 
         "listen": listen,
         "max_clients": int(sidecar["max_clients"]),
         "origins": list(sidecar["origins"]),
+        "secret": secret,
     }
     if sidecar["script"] == "":
         settings.update(

@@ -9,7 +9,7 @@ Each switch happens once for all hosts (a module fixture); what each host
 looked like after it is recorded then and checked per host."""
 
 import pytest
-from conftest import Probe, converge, run_playbook, scenario_host, scenario_hosts
+from conftest import Probe, converge, run_playbook, scenario_host, scenario_hosts, status
 
 SERVICE = "mod_wsgi_ws_sidecar-express"
 UNIT = f"/etc/systemd/system/{SERVICE}.service"
@@ -105,6 +105,12 @@ def observe(name: str) -> dict:
         "app": Probe(host).http("/")["body"],
         "tcp": [line.split()[3] for line in host.check_output("ss -Hltn").splitlines()],
         "socket": host.file(SOCKET).is_socket,
+        # Root reaches either listener; without the secret Apache adds, it is refused.
+        "direct_without_secret": status(
+            Probe(host).http(
+                "/", **({"unix": SOCKET} if host.file(SOCKET).is_socket else {"port": 8765})
+            )
+        ),
         "services": services(host),
         "unit_known": host.run("systemctl cat %s", SERVICE).succeeded,
         "express_only": existing(host, EXPRESS_ONLY),
@@ -129,6 +135,7 @@ def test_unix_socket_and_tcp_listeners_both_work(host, on_unix_socket):
     assert f"'unix:{SOCKET}|http://localhost/' upgrade=websocket" in unix["httpd_conf"]
     assert not any(address.endswith(":8765") for address in unix["tcp"])
     assert unix["frames"][0]["data"]["type"] == "snapshot"
+    assert unix["direct_without_secret"] == tcp["direct_without_secret"] == 403
     assert not tcp["socket"]
     assert "127.0.0.1:8765" in tcp["tcp"]
     assert tcp["frames"][0]["data"]["type"] == "snapshot"

@@ -77,6 +77,20 @@ def test_echo_socket_is_closed_to_others(host, probe):
     assert refused["error"].startswith("PermissionError"), refused
 
 
+def test_echo_serves_only_requests_carrying_its_secret(host, probe):
+    # The example's OnlyFromApache middleware: www-data may connect to the
+    # socket, but not past the secret check that Apache's requests pass.
+    socket = f"{ECHO_SOCKET_DIR}/sidecar.sock"
+    secret = json.loads(host.file("/etc/mod_wsgi_ws_sidecar/echo.json").content_string)["secret"]
+    www_data = probe.as_user("www-data")
+    for header in ([], ["X-Sidecar-Secret: guess"]):
+        assert status(www_data.http("/", unix=socket, header=header)) == 403
+        refused = www_data.ws("/echo", unix=socket, send="sneaked", header=header)
+        assert status(refused) == 403 and refused["frames"] == []
+    served = probe.http("/", unix=socket, header=[f"X-Sidecar-Secret: {secret}"])
+    assert json.loads(served["body"])["sidecar"] == "echo"
+
+
 def test_proxy_timeout_is_on_the_echo_route_only(host):
     routes = proxy_passes(host).items()
     timeouts = {path: [w for w in words if w.startswith("timeout=")] for path, words in routes}

@@ -4,7 +4,7 @@ there is no TCP listener, and the WebSocket works through Apache."""
 
 import time
 
-from conftest import enabled_apache_config
+from conftest import enabled_apache_config, status
 
 SOCKET_DIR = "/run/mod_wsgi_ws_sidecar/metrics-sidecar"
 SOCKET = f"{SOCKET_DIR}/sidecar.sock"
@@ -50,6 +50,16 @@ def test_unprivileged_user_cannot_connect(probe):
     refused = probe.as_user("nobody").unix_connect(SOCKET)
     assert refused["connected"] is False
     assert refused["error"].startswith("PermissionError"), refused
+
+
+def test_the_daemons_own_user_without_the_secret_is_refused(probe):
+    # The socket's directory admits Apache's user, which the application runs
+    # as too: the sidecar still serves only requests carrying its secret.
+    www_data = probe.as_user("www-data")
+    assert status(www_data.http("/", unix=SOCKET)) == 403
+    answer = www_data.ws("/ws", unix=SOCKET, header=["Origin: http://localhost"])
+    assert status(answer) == 403
+    assert answer["frames"] == []
 
 
 def test_websocket_through_apache(probe):

@@ -5,7 +5,11 @@ The role writes this sidecar's listener to /etc/mod_wsgi_ws_sidecar/NAME.json,
 NAME being the sidecar's name: the daemon process group (mod_wsgi.process_group),
 which mod_wsgi-express calls "service:NAME":
     {"name": ..., "listen": {"host": ..., "port": ...} or {"path": ...},
-     "max_clients": 50, "prefix": "/ws"}
+     "max_clients": 50, "prefix": "/ws", "secret": ...}
+
+Apache adds the secret to every request it proxies here (the X-Sidecar-Secret
+header); any request without it came from someone who reached the listener
+directly, around Apache's access rules, and is refused (HTTP 403).
 
 Routes, as seen through Apache at the mount (for example /ws/):
     GET  /ws/      this sidecar's name, its prefix and whether it can read
@@ -16,17 +20,41 @@ Routes, as seen through Apache at the mount (for example /ws/):
 """
 
 import contextlib
+import hmac
 import json
 
 import mod_wsgi
 import uvicorn
 from starlette.applications import Starlette
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 
 NAME = mod_wsgi.process_group.removeprefix("service:")
 with open(f"/etc/mod_wsgi_ws_sidecar/{NAME}.json", encoding="utf-8") as fh:
     CONFIG = json.load(fh)
+SECRET = CONFIG["secret"].encode()
+
+
+def from_apache(headers: dict[bytes, bytes]) -> bool:
+    return hmac.compare_digest(headers.get(b"x-sidecar-secret", b""), SECRET)
+
+
+class OnlyFromApache:
+    """Refuses, before any route runs, a request or upgrade without the secret."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] in ("http", "websocket") and not from_apache(dict(scope["headers"])):
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})  # HTTP 403
+            else:
+                await PlainTextResponse("only Apache may reach this sidecar\n", 403)(
+                    scope, receive, send
+                )
+            return
+        await self.app(scope, receive, send)
 
 
 async def status(request):
@@ -58,7 +86,7 @@ async def echo(websocket):
         clients -= 1
 
 
-app = Starlette(routes=[Route("/", status), WebSocketRoute("/echo", echo)])
+app = OnlyFromApache(Starlette(routes=[Route("/", status), WebSocketRoute("/echo", echo)]))
 
 
 class ServiceScriptServer(uvicorn.Server):

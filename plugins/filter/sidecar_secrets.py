@@ -1,0 +1,51 @@
+"""Each sidecar's secret: what Apache adds to every request it proxies to
+the sidecar, and the sidecar requires, so that a local user who reaches the
+sidecar's listener directly is refused.
+
+The role keeps each secret on the host (CONF_DIR/NAME.secret) and reuses it
+from run to run: a well-formed stored secret is kept unless rotation is
+asked for; a missing or malformed one is replaced by a new random one.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import secrets
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+# 32 random bytes, URL-safe base64 without padding: 43 characters that need
+# no quoting in Apache's configuration, in an HTTP header or in JSON.
+SECRET_BYTES = 32
+SECRET_PATTERN = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(SECRET_BYTES)
+
+
+def stored_secret(slurped: Mapping[str, Any]) -> str | None:
+    """The well-formed secret in a slurp result, or None (absent, unreadable, malformed)."""
+    try:
+        text = base64.b64decode(slurped.get("content", ""), validate=True).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    text = text.strip()
+    return text if SECRET_PATTERN.fullmatch(text) else None
+
+
+def sidecar_secrets(found: Sequence[Mapping[str, Any]], rotate: bool = False) -> dict[str, str]:
+    """Name -> secret, from the results of the role's slurp loop over the names."""
+    chosen = {}
+    for result in found:
+        name = result[result["ansible_loop_var"]]
+        kept = None if rotate else stored_secret(result)
+        chosen[name] = kept or new_secret()
+    return chosen
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {"sidecar_secrets": sidecar_secrets}

@@ -1,0 +1,77 @@
+"""Each sidecar's secret is kept from run to run, and replaced when missing,
+malformed, or when rotation is asked for (plugins/filter/sidecar_secrets.py)."""
+
+from __future__ import annotations
+
+import base64
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "plugins/filter"))
+
+import sidecar_secrets  # noqa: E402
+
+KEPT = "A" * 20 + "b-_9" + "z" * 19
+
+
+def slurped(name: str, content: bytes | None) -> dict[str, Any]:
+    """One item of the role's slurp loop: read, or failed (absent file)."""
+    result: dict[str, Any] = {
+        "ansible_loop_var": "__mod_wsgi_ws_sidecar_name",
+        "__mod_wsgi_ws_sidecar_name": name,
+    }
+    if content is None:
+        result.update(failed=True, msg="file not found")
+    else:
+        result["content"] = base64.b64encode(content).decode()
+    return result
+
+
+def test_new_secrets_are_well_formed_and_distinct() -> None:
+    made = {sidecar_secrets.new_secret() for _ in range(50)}
+    assert len(made) == 50
+    assert all(sidecar_secrets.SECRET_PATTERN.fullmatch(secret) for secret in made)
+
+
+def test_a_stored_secret_is_kept() -> None:
+    chosen = sidecar_secrets.sidecar_secrets([slurped("metrics", KEPT.encode() + b"\n")])
+    assert chosen == {"metrics": KEPT}
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        None,  # absent: first run
+        b"",
+        KEPT[:-1].encode(),
+        (KEPT + "x").encode(),
+        KEPT.replace("b", "%").encode(),  # Apache would read %b as a format
+        KEPT.replace("b", " ").encode(),
+        b"\xff" * 43,
+    ],
+    ids=["absent", "empty", "short", "long", "percent", "space", "binary"],
+)
+def test_a_missing_or_malformed_secret_is_replaced(content: bytes | None) -> None:
+    chosen = sidecar_secrets.sidecar_secrets([slurped("metrics", content)])
+    assert chosen["metrics"] != KEPT
+    assert sidecar_secrets.SECRET_PATTERN.fullmatch(chosen["metrics"])
+
+
+def test_rotation_replaces_every_secret() -> None:
+    found = [slurped("metrics", KEPT.encode()), slurped("echo", KEPT.encode())]
+    chosen = sidecar_secrets.sidecar_secrets(found, rotate=True)
+    assert set(chosen) == {"metrics", "echo"}
+    assert KEPT not in chosen.values()
+    assert chosen["metrics"] != chosen["echo"]
+
+
+def test_garbage_content_is_replaced_not_raised() -> None:
+    result = slurped("metrics", None)
+    result["content"] = "not base64!"
+    assert sidecar_secrets.SECRET_PATTERN.fullmatch(
+        sidecar_secrets.sidecar_secrets([result])["metrics"]
+    )
