@@ -30,6 +30,8 @@ import loadclient as lc
 import procstats as ps
 
 HTTP_URL = "http://127.0.0.1/"
+# The role's dashboard settings: its secret, which Apache (and nginx here) adds.
+ROLE_SIDECAR_SETTINGS = "/etc/mod_wsgi_ws_sidecar/metrics-sidecar.json"
 # Ports whose connections must be gone before the next configuration starts.
 BENCH_PORTS = (80, 8081, 8765)
 ROLE_SITE = "mod_wsgi_ws_sidecar"
@@ -57,10 +59,18 @@ class Target:
     # Start of the sidecar daemon's process title: display-name=%{GROUP} cut to the length of
     # Apache's argv[0] (/usr/sbin/apache2, 17 characters).
     sidecar_title: str
+    # Clients straight to the role's sidecar send the secret a front end would add.
+    sends_secret: bool = False
+
+    def headers(self) -> dict[str, str] | None:
+        if not self.sends_secret:
+            return None
+        with open(ROLE_SIDECAR_SETTINGS, encoding="utf-8") as fh:
+            return {"X-Sidecar-Secret": json.load(fh)["secret"]}
 
 
 TARGETS = (
-    Target("direct", "(d) direct", "ws://127.0.0.1:8765/ws", "time", "(wsgi:metrics-sid"),
+    Target("direct", "(d) direct", "ws://127.0.0.1:8765/ws", "time", "(wsgi:metrics-sid", True),
     Target("role", "(b) role", "ws://127.0.0.1/metrics/ws", "time", "(wsgi:metrics-sid"),
     Target("nginx", "(c) nginx", "ws://127.0.0.1:8081/metrics/ws", "time", "(wsgi:metrics-sid"),
     Target(
@@ -159,9 +169,11 @@ def apache_facts(target: Target) -> dict[str, Any]:
 # --- readiness --------------------------------------------------------------------------------
 
 
-async def _first_frame(url: str, timeout: float) -> bool:
+async def _first_frame(url: str, timeout: float, headers: dict[str, str] | None) -> bool:
     async with aiohttp.ClientSession() as session:
-        ws = await asyncio.wait_for(session.ws_connect(url, max_msg_size=lc.MAX_FRAME), timeout)
+        ws = await asyncio.wait_for(
+            session.ws_connect(url, max_msg_size=lc.MAX_FRAME, headers=headers), timeout
+        )
         try:
             msg = await asyncio.wait_for(ws.receive(), timeout)
         finally:
@@ -178,7 +190,7 @@ def wait_ready(target: Target, seconds: float = 90) -> None:
             problem = f"{HTTP_URL} did not answer 200"
         else:
             try:
-                if asyncio.run(_first_frame(target.ws_url, 5)):
+                if asyncio.run(_first_frame(target.ws_url, 5, target.headers())):
                     return
                 problem = "the first message was not text"
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
@@ -348,7 +360,12 @@ def held_step(
     before = pool.status()
     meter = Meter(pool, target)
     ramp = pool.open(
-        target.ws_url, attempts, args.handshake_timeout, args.inflight, args.step_seconds
+        target.ws_url,
+        attempts,
+        args.handshake_timeout,
+        args.inflight,
+        args.step_seconds,
+        target.headers(),
     )
     ramp_cpu = meter.stop()
     time.sleep(args.settle)  # the first broadcasts to the newcomers
@@ -386,7 +403,12 @@ def overload_step(
     sampler.start()
     try:
         result = pool.open(
-            target.ws_url, count, args.handshake_timeout, args.inflight, args.step_seconds
+            target.ws_url,
+            count,
+            args.handshake_timeout,
+            args.inflight,
+            args.step_seconds,
+            target.headers(),
         )
     finally:
         http = sampler.stop()

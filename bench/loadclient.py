@@ -270,7 +270,13 @@ class Worker:
         }
 
     async def open_many(
-        self, url: str, count: int, timeout: float, inflight: int, deadline: float
+        self,
+        url: str,
+        count: int,
+        timeout: float,
+        inflight: int,
+        deadline: float,
+        headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Attempt `count` WebSockets, at most `inflight` handshakes at a time.
 
@@ -292,7 +298,7 @@ class Worker:
                     result["errors"] += 1
                     reasons["worker connection cap"] += 1
                     return
-                outcome, seconds, reason = await self.attempt(url, timeout)
+                outcome, seconds, reason = await self.attempt(url, timeout, headers)
             result[outcome] += 1
             if outcome == "connected":
                 connect_seconds.append(seconds)
@@ -311,13 +317,15 @@ class Worker:
         )
         return result
 
-    async def attempt(self, url: str, timeout: float) -> tuple[str, float, str]:
+    async def attempt(
+        self, url: str, timeout: float, headers: dict[str, str] | None = None
+    ) -> tuple[str, float, str]:
         """One handshake: (outcome, seconds until it was decided, reason)."""
         assert self.session is not None
         started = time.monotonic()
         try:
             ws = await asyncio.wait_for(
-                self.session.ws_connect(url, max_msg_size=MAX_FRAME), timeout
+                self.session.ws_connect(url, max_msg_size=MAX_FRAME, headers=headers), timeout
             )
         except TimeoutError:
             return "hung", time.monotonic() - started, ""
@@ -444,15 +452,17 @@ class LoadPool:
         timeout: float = HANDSHAKE_TIMEOUT,
         inflight: int = 256,
         max_seconds: float = 120.0,
+        headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Attempt `count` WebSockets spread over the workers; merged outcome counts."""
+        """Attempt `count` WebSockets spread over the workers; merged outcome counts.
+        `headers` go with every handshake (a sidecar's secret, reaching it directly)."""
         n = len(self.conns)
         shares = [count // n + (1 if i < count % n else 0) for i in range(n)]
         per_worker = max(1, math.ceil(inflight / n))
         deadline = time.time() + max_seconds
         started = time.monotonic()
         replies = self.call(
-            [("open", url, share, timeout, per_worker, deadline) for share in shares],
+            [("open", url, share, timeout, per_worker, deadline, headers) for share in shares],
             max_seconds + 3 * timeout + COMMAND_TIMEOUT,
         )
         merged: dict[str, Any] = dict.fromkeys(OUTCOMES, 0)
