@@ -48,9 +48,10 @@ The same load runs against four configurations, in the order (d), (b), (c), (a):
   `mod_wsgi_ws_sidecar_capacity_websockets` = the largest size and
   `mod_wsgi_ws_sidecar_capacity_http: 150`; WebSockets at `ws://127.0.0.1/metrics/ws`.
 - **(c) nginx**: Debian's nginx on 127.0.0.1:8081 as the WebSocket front proxy of the same
-  sidecar (`bench/nginx.conf`); the WSGI application stays behind Apache.
-- **(d) direct**: clients straight to the role's sidecar on 127.0.0.1:8765, the floor
-  that no front proxy can beat.
+  sidecar (`bench/nginx.conf`, sending the sidecar's secret as Apache does); the WSGI
+  application stays behind Apache.
+- **(d) direct**: clients straight to the role's sidecar on 127.0.0.1:8765 (with its
+  secret), the floor that no front proxy can beat.
 
 For each configuration the client ramps to each size in turn and holds the clients while
 it measures, then attempts as many again as the largest size (the overload step: twice
