@@ -16,6 +16,7 @@ METRICS_ONLY = {"mod_wsgi_ws_sidecar_sidecars": [METRICS]}
 ECHO_FILES = [
     "/etc/mod_wsgi_ws_sidecar/echo.json",
     "/etc/mod_wsgi_ws_sidecar/echo.py",
+    "/etc/mod_wsgi_ws_sidecar/echo.secret",
     "/run/mod_wsgi_ws_sidecar/echo",
 ]
 # mod_wsgi's process title, cut to the length of "/usr/sbin/apache2".
@@ -37,6 +38,14 @@ def observe(name: str, echo_expected: bool) -> dict:
         time.sleep(0.5)
     return {
         "files": {path: host.file(path).exists for path in ECHO_FILES},
+        # Apache's copy of the secrets names exactly the listed sidecars.
+        "secrets_for": sorted(
+            line.split()[1].removeprefix("MOD_WSGI_WS_SIDECAR_SECRET_")
+            for line in host.file(
+                "/etc/mod_wsgi_ws_sidecar/apache-secrets.conf"
+            ).content_string.splitlines()
+            if line.startswith("Define ")
+        ),
         "groups": sorted(wsgi_daemon_groups(enabled_apache_config(host))),
         "echo_processes": echo_processes(host),
         "at_ws": probe.http("/ws/")["body"],
@@ -55,6 +64,7 @@ def removal() -> dict:
 def test_removed_sidecar_leaves_no_config_socket_or_process(host, removal):
     seen = removal["without"][host.backend.host]
     assert seen["files"] == dict.fromkeys(ECHO_FILES, False)
+    assert seen["secrets_for"] == ["metrics-sidecar"]
     assert seen["groups"] == ["metrics-sidecar", "wsgi-app"]
     assert seen["echo_processes"] == 0
     # /ws/ is the WSGI application's again.
@@ -64,6 +74,7 @@ def test_removed_sidecar_leaves_no_config_socket_or_process(host, removal):
 def test_sidecar_put_back_serves_again(host, removal):
     seen = removal["with"][host.backend.host]
     assert seen["files"] == dict.fromkeys(ECHO_FILES, True)
+    assert seen["secrets_for"] == ["echo", "metrics-sidecar"]
     assert seen["groups"] == ["echo", "metrics-sidecar", "wsgi-app"]
     assert seen["echo_processes"] == 1
     assert '"sidecar":"echo"' in seen["at_ws"].replace(" ", "")
