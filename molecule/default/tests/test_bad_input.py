@@ -4,6 +4,7 @@ host of the scenario; the role's files, Apache's configuration and Apache's
 main process must be exactly as before."""
 
 import re
+import time
 
 import pytest
 from conftest import role_files_state, run_playbook, scenario_hosts
@@ -151,6 +152,39 @@ def test_bad_input_fails_before_any_change(hosts, state_before, extra_vars, word
     for word in words:
         assert word in output, f"{word!r} not in: {output[-2000:]}"
     assert SECRET not in output
+    recap = output[output.rindex("PLAY RECAP") :]
+    assert re.findall(r"changed=(\d+)", recap) == ["0"] * len(hosts), recap
+    for host in hosts:
+        assert role_files_state(host) == state_before[host.backend.hostname]
+
+
+# Listens on 127.0.0.1:8766 for at most a minute; its command line names it.
+LISTENER = (
+    "import socket, sys, time; s = socket.socket(); s.bind(('127.0.0.1', 8766)); s.listen();"
+    " time.sleep(60)"
+)
+
+
+def test_a_port_another_program_listens_on_fails_before_any_change(hosts, state_before):
+    for host in hosts:
+        started = host.run(
+            "setsid nohup python3 -c %s mws-listener >/dev/null 2>&1 < /dev/null &", LISTENER
+        )
+        assert started.rc == 0
+    try:
+        for host in hosts:
+            deadline = time.monotonic() + 5
+            while "127.0.0.1:8766" not in host.check_output("ss -Hltn"):
+                assert time.monotonic() < deadline, "the listener did not start"
+                time.sleep(0.2)
+        run = run_playbook(sidecars({**SIDECAR, "port": 8766}))
+    finally:
+        for host in hosts:
+            host.run("pkill -f mws-listener")
+    output = run.stdout + run.stderr
+    assert run.returncode != 0, output[-2000:]
+    assert "mod_wsgi_ws_sidecar_sidecars[0].port 8766" in output, output[-2000:]
+    assert "mws-listener (pid " in output
     recap = output[output.rindex("PLAY RECAP") :]
     assert re.findall(r"changed=(\d+)", recap) == ["0"] * len(hosts), recap
     for host in hosts:
