@@ -1,14 +1,20 @@
-"""Shared setup for the sidecar unit tests.
+"""Shared setup for the unit tests.
 
 files/sidecar.py is deployed as a plain module, so the tests import it from files/.
+The collection's Python (plugins/) imports itself by its full name, as Ansible
+loads it: the tests reach it through a link ansible_collections/mod_wsgi_ws_sidecar/
+apache -> the repository, in a temporary directory on sys.path.
 Every tests/fixtures/scoreboard-*.json recording feeds any test taking a `scoreboard`
 argument, so new recordings are picked up without touching the tests.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +27,13 @@ SCOREBOARD_FILES = sorted(FIXTURES_DIR.glob("scoreboard-*.json"))
 
 if str(FILES_DIR) not in sys.path:
     sys.path.insert(0, str(FILES_DIR))
+
+COLLECTIONS_DIR = Path(tempfile.mkdtemp(prefix="mws-collections-"))
+atexit.register(shutil.rmtree, COLLECTIONS_DIR, ignore_errors=True)
+_link = COLLECTIONS_DIR / "ansible_collections/mod_wsgi_ws_sidecar/apache"
+_link.parent.mkdir(parents=True)
+_link.symlink_to(ROOT)
+sys.path.insert(0, str(COLLECTIONS_DIR))
 
 
 def load_scoreboard(path: Path) -> dict[str, Any]:

@@ -1,16 +1,12 @@
-"""The role's mpm_event sizing (plugins/filter/mpm_sizing.py)."""
+"""The role's mpm_event sizing (plugins/module_utils/sizing.py)."""
 
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "plugins/filter"))
-import mpm_sizing
+from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils import sizing
 
 LOADS = [
     (150, [500]),  # the role's defaults
@@ -25,7 +21,7 @@ LOADS = [
 
 
 def size(http: int, caps: list[int]) -> dict[str, Any]:
-    return mpm_sizing.mpm_sizing(
+    return sizing.mpm_sizing(
         http, [{"name": f"s{i}", "max_clients": n} for i, n in enumerate(caps)]
     )
 
@@ -35,17 +31,17 @@ def test_sizing_keeps_every_promise(http: int, caps: list[int]) -> None:
     mpm = size(http, caps)
     assert mpm["problem"] == ""
     threads, children = mpm["threads_per_child"], mpm["children"]
-    assert mpm_sizing.MIN_THREADS_PER_CHILD <= threads <= mpm_sizing.MAX_THREADS_PER_CHILD
-    assert children >= mpm_sizing.MIN_CHILDREN
+    assert sizing.MIN_THREADS_PER_CHILD <= threads <= sizing.MAX_THREADS_PER_CHILD
+    assert children >= sizing.MIN_CHILDREN
     assert mpm["max_request_workers"] == threads * children
-    assert children < mpm["server_limit"] <= mpm_sizing.SERVER_LIMIT_MAX
+    assert children < mpm["server_limit"] <= sizing.SERVER_LIMIT_MAX
     # Threads for HTTP and a quarter more WebSockets than the sidecars admit...
-    assert threads * children >= http + sum(caps) * mpm_sizing.HEADROOM
+    assert threads * children >= http + sum(caps) * sizing.HEADROOM
     # ...and a child may fill with one sidecar's tunnels, up to its cap.
     assert mpm["pools"] == {f"s{i}": min(cap, threads) for i, cap in enumerate(caps)}
     # A sidecar holds a socket per client; an Apache child two per tunnel.
-    assert mpm["open_files"] >= max(caps) + mpm_sizing.FD_MARGIN
-    assert mpm["open_files"] >= 2 * threads + mpm_sizing.FD_MARGIN
+    assert mpm["open_files"] >= max(caps) + sizing.FD_MARGIN
+    assert mpm["open_files"] >= 2 * threads + sizing.FD_MARGIN
 
 
 def test_default_sizing() -> None:
@@ -64,9 +60,3 @@ def test_ten_thousand_websockets_fit_under_the_open_files_limit() -> None:
 def test_load_beyond_mpm_event_is_refused() -> None:
     mpm = size(150, [20_000_000])
     assert "mpm_event allows 20000" in mpm["problem"]
-
-
-def test_filter_is_registered_in_the_collection() -> None:
-    # Called as mod_wsgi_ws_sidecar.apache.mpm_sizing.
-    filters = mpm_sizing.FilterModule().filters()
-    assert filters == {"mpm_sizing": mpm_sizing.mpm_sizing}

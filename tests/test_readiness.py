@@ -1,6 +1,6 @@
-"""The readiness check: where it looks (plugins/filter/readiness.py) and how
-it waits (plugins/modules/wait_for_sidecars.py), against real listeners on
-this machine's loopback standing in for a sidecar and for Apache."""
+"""The readiness check: how it waits (plugins/modules/wait_for_sidecars.py),
+against real listeners on this machine's loopback standing in for a sidecar
+and for Apache. Where it looks is the plan's (tests/test_plan.py)."""
 
 from __future__ import annotations
 
@@ -15,66 +15,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "plugins/filter"))
 sys.path.insert(0, str(ROOT / "plugins/modules"))
 
-import readiness  # noqa: E402
 import wait_for_sidecars as waiting  # noqa: E402
-
-INTERNAL = {"address": "10.0.0.5", "port": 8081, "apache": "10.0.0.5:8081"}
-
-
-def sidecar(**fields) -> dict:
-    base = {
-        "name": "m",
-        "listener": "tcp",
-        "port": 8765,
-        "socket": "/run/x/m.sock",
-        "mount": "/metrics/",
-        "virtual_host": "",
-        "internal": False,
-    }
-    return {**base, **fields}
-
-
-def test_a_mounted_sidecar_is_checked_on_its_listener_and_at_its_mount() -> None:
-    (check,) = readiness.readiness_checks([sidecar()], "127.0.0.1", False, "", INTERNAL)
-    assert check == {
-        "name": "m",
-        "listener": {"host": "127.0.0.1", "port": 8765},
-        "front": {
-            "host": "127.0.0.1",
-            "port": 80,
-            "tls": False,
-            "host_header": "127.0.0.1",
-            "path": "/metrics/",
-        },
-    }
-
-
-def test_unix_tls_virtual_host_and_internal_sidecars() -> None:
-    unix, vhost, internal = readiness.readiness_checks(
-        [
-            sidecar(name="u", listener="unix"),
-            sidecar(name="v", mount="", virtual_host="ws.test"),
-            sidecar(name="i", internal=True),
-        ],
-        "127.0.0.1",
-        True,
-        "www.test",
-        INTERNAL,
-    )
-    assert unix["listener"] == {"path": "/run/x/m.sock"}
-    assert unix["front"]["port"] == 443 and unix["front"]["tls"] is True
-    assert unix["front"]["host_header"] == "www.test"
-    assert vhost["front"]["host_header"] == "ws.test" and vhost["front"]["path"] == "/"
-    assert internal["front"] == {
-        "host": "10.0.0.5",
-        "port": 8081,
-        "tls": False,
-        "host_header": "10.0.0.5:8081",
-        "path": "/metrics/",
-    }
 
 
 class Front(http.server.BaseHTTPRequestHandler):

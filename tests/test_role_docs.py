@@ -10,10 +10,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import variables_table  # noqa: E402
+from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils.plan import (  # noqa: E402
+    SIDECAR_DEFAULTS,
+)
 
 ROLE = ROOT / "roles/mod_wsgi_ws_sidecar"
 DEFAULTS = yaml.safe_load((ROLE / "defaults/main.yml").read_text())
-INTERNALS = yaml.safe_load((ROLE / "vars/main.yml").read_text())
 SIDECAR_FIELDS = variables_table.spec_options()["mod_wsgi_ws_sidecar_sidecars"]["options"]
 
 
@@ -26,11 +28,10 @@ def test_spec_defaults_match_defaults_file():
         assert option.get("default") == DEFAULTS[name], name
 
 
-def test_sidecar_field_defaults_match_the_role_internals():
-    # The role fills in missing fields from vars/main.yml; the spec documents them.
-    item_defaults = INTERNALS["__mod_wsgi_ws_sidecar_sidecar_defaults"]
-    assert set(item_defaults) == set(SIDECAR_FIELDS) - {"name"}
-    for field, default in item_defaults.items():
+def test_sidecar_field_defaults_match_the_plan():
+    # The plan fills in missing fields (plugins/module_utils/plan.py); the spec documents them.
+    assert set(SIDECAR_DEFAULTS) == set(SIDECAR_FIELDS) - {"name"}
+    for field, default in SIDECAR_DEFAULTS.items():
         assert SIDECAR_FIELDS[field].get("default") == default, field
     assert SIDECAR_FIELDS["name"]["required"] is True
 

@@ -1,10 +1,10 @@
 """Each sidecar's settings file (NAME.json) keeps JSON's own types.
 
 ansible-core 2.18 turned numbers templated on their own into strings, and
-the sidecar crash-looped on "poll_interval": "1.0". The filter is tested
-directly, and the role's own task is rendered by the ansible-playbook of
-the venv running these tests: the pinned release in .venv, the oldest
-claimed one in .state/venv-oldest (scripts/test.sh runs both).
+the sidecar crash-looped on "poll_interval": "1.0". The role's own tasks
+(the plan, then the settings file) are run by the ansible-playbook of the
+venv running these tests: the pinned release in .venv, the oldest claimed
+one in .state/venv-oldest (scripts/test.sh runs both).
 """
 
 from __future__ import annotations
@@ -21,11 +21,6 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 ROLE = ROOT / "roles/mod_wsgi_ws_sidecar"
-sys.path.insert(0, str(ROOT / "plugins/filter"))
-
-import sidecars  # noqa: E402
-
-INTERNALS = yaml.safe_load((ROLE / "vars/main.yml").read_text())
 DEFAULTS = yaml.safe_load((ROLE / "defaults/main.yml").read_text())
 
 # The built-in dashboard as the role's defaults give it, the same on a unix
@@ -74,17 +69,6 @@ USER_TYPES = {
 }
 
 
-def resolve(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return sidecars.resolve_sidecars(
-        items,
-        defaults=INTERNALS["__mod_wsgi_ws_sidecar_sidecar_defaults"],
-        run_dir="/run/mod_wsgi_ws_sidecar",
-        listen_host="127.0.0.1",
-        capacity_websockets=500,
-        allow_from=["127.0.0.1"],
-    )
-
-
 def check_types(settings: dict[str, Any]) -> None:
     expected = USER_TYPES if "prefix" in settings else BUILTIN_TYPES
     assert {key: type(value) for key, value in settings.items()} == expected, settings
@@ -95,49 +79,23 @@ def check_types(settings: dict[str, Any]) -> None:
         assert isinstance(listen["host"], str) and isinstance(listen["port"], int)
 
 
-def test_filter_gives_json_types_for_every_kind_of_sidecar() -> None:
-    written = [
-        json.loads(json.dumps(sidecars.sidecar_settings(s, "127.0.0.1", SECRETS[s["name"]])))
-        for s in resolve(SIDECARS)
-    ]
-    for settings in written:
-        check_types(settings)
-    builtin, unix, user = written
-    assert builtin["listen"] == {"host": "127.0.0.1", "port": 8765}
-    assert builtin["poll_interval"] == 1.0 and builtin["max_clients"] == 500
-    assert unix["listen"] == {"path": "/run/mod_wsgi_ws_sidecar/unix-dash/sidecar.sock"}
-    assert unix["poll_interval"] == 2.0 and unix["max_clients"] == 40
-    assert user["prefix"] == "/echo" and user["origins"] == ["https://example.com"]
-    assert [w["secret"] for w in written] == [SECRETS[w["name"]] for w in written]
-
-
-def test_resolve_fills_defaults_and_derives_backends() -> None:
-    builtin, unix, user = resolve(SIDECARS)
-    assert builtin["backend"] == builtin["reverse_backend"] == "http://127.0.0.1:8765/"
-    assert builtin["server_metrics"] is True and builtin["allow_from"] == ["127.0.0.1"]
-    assert (
-        unix["backend"] == "unix:/run/mod_wsgi_ws_sidecar/unix-dash/sidecar.sock|http://localhost/"
-    )
-    assert unix["reverse_backend"] == "http://localhost/"
-    assert unix["server_metrics"] is True  # the built-in dashboard reads the scoreboard
-    assert user["server_metrics"] is False and user["max_clients"] == 500
-
-
 def settings_task() -> dict[str, Any]:
     """The role's own task that writes NAME.json."""
-    tasks = yaml.safe_load((ROLE / "tasks/sidecar.yml").read_text())
+    tasks = yaml.safe_load((ROLE / "tasks/sidecars.yml").read_text())
     (task,) = [t for t in tasks if t["name"] == "Write each sidecar's configuration"]
     return task
 
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    """Runs the role's task on this venv's ansible-core, writing into a temp dir."""
+    """Runs the role's plan and settings tasks on this venv's ansible-core,
+    writing into a temp dir."""
     work = tmp_path_factory.mktemp("render")
     link = work / "collections/ansible_collections/mod_wsgi_ws_sidecar/apache"
     link.parent.mkdir(parents=True)
     link.symlink_to(ROOT)
     task = settings_task()
+    plan_task = yaml.safe_load((ROLE / "tasks/plan.yml").read_text())[0]
     copy = {
         "content": task["ansible.builtin.copy"]["content"],
         "dest": str(work / "{{ __mod_wsgi_ws_sidecar_sidecar.name }}.json"),
@@ -148,22 +106,31 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, An
             "name": "Render the sidecars' settings as the role does",
             "hosts": "localhost",
             "gather_facts": False,
-            "vars_files": [str(ROLE / "defaults/main.yml"), str(ROLE / "vars/main.yml")],
+            "vars_files": [
+                str(ROLE / "defaults/main.yml"),
+                str(ROLE / "vars/main.yml"),
+                str(ROLE / "vars/Debian.yml"),
+            ],
             "tasks": [
+                plan_task,
                 {
                     "name": task["name"],
                     "ansible.builtin.copy": copy,
                     "loop": task["loop"],
                     "loop_control": task["loop_control"],
                     "vars": task.get("vars", {}),
-                }
+                },
             ],
         }
     ]
     (work / "play.yml").write_text(yaml.safe_dump(play))
     (work / "vars.json").write_text(
         json.dumps(
-            {"mod_wsgi_ws_sidecar_sidecars": SIDECARS, "__mod_wsgi_ws_sidecar_secrets": SECRETS}
+            {
+                "mod_wsgi_ws_sidecar_sidecars": SIDECARS,
+                "__mod_wsgi_ws_sidecar_secrets": SECRETS,
+                "role_path": str(ROLE),
+            }
         )
     )
     (work / "ansible.cfg").write_text("[defaults]\ninterpreter_python = auto_silent\n")
@@ -196,6 +163,11 @@ def test_the_roles_task_writes_json_types_on_this_ansible_core(rendered) -> None
     assert rendered["unix-dash"]["heartbeat"] == 15.0
 
 
-def test_the_roles_task_and_the_filter_agree(rendered) -> None:
-    for s in resolve(SIDECARS):
-        assert rendered[s["name"]] == sidecars.sidecar_settings(s, "127.0.0.1", SECRETS[s["name"]])
+def test_the_files_hold_the_plans_settings_and_the_secret(rendered) -> None:
+    assert rendered["unix-dash"]["listen"] == {
+        "path": "/run/mod_wsgi_ws_sidecar/unix-dash/sidecar.sock"
+    }
+    assert rendered["unix-dash"]["max_clients"] == 40
+    assert rendered["echo"]["prefix"] == "/echo"
+    assert rendered["echo"]["origins"] == ["https://example.com"]
+    assert {name: s["secret"] for name, s in rendered.items()} == SECRETS

@@ -7,7 +7,7 @@ container against its own loopback."""
 from conftest import load, proxy_passes
 
 CAPACITY = 500
-# What plugins/filter/mpm_sizing.py gives for the defaults (tests/test_mpm_sizing.py).
+# What plugins/module_utils/sizing.py gives for the defaults (tests/test_mpm_sizing.py).
 SERVER_LIMIT, THREADS_PER_CHILD, POOL_PER_CHILD, OPEN_FILES = 3, 388, 388, 8192
 
 

@@ -39,11 +39,3 @@ def parse_listen(text: str) -> dict[str, Any]:
         return {}
     shown = f"[{address}]" if address.version == 6 else str(address)
     return {"address": str(address), "port": int(port), "apache": f"{shown}:{int(port)}"}
-
-
-class FilterModule:
-    def filters(self) -> dict[str, Any]:
-        return {
-            "invalid_networks": invalid_networks,
-            "parse_listen": parse_listen,
-        }

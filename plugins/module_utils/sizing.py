@@ -69,8 +69,3 @@ def mpm_sizing(http: int, sidecars: Sequence[Mapping[str, Any]]) -> dict[str, An
         ),
         "problem": problem,
     }
-
-
-class FilterModule:
-    def filters(self) -> dict[str, Any]:
-        return {"mpm_sizing": mpm_sizing}

@@ -1,0 +1,613 @@
+"""The role's plan: every value derived from its public variables, and every
+problem with them, computed once in Python.
+
+The role calls this once (tasks/plan.yml, through the filter
+mod_wsgi_ws_sidecar.apache.plan) and its tasks and templates only read the
+result. Every rule that does not need the host lives here: shapes, ranges,
+collisions and combinations. What needs the host (files that must exist,
+addresses it has, ports other programs hold, its open-files limit, its
+Python versions) is checked by tasks/host_checks.yml.
+
+A plan is computed even from bad input: `problems` lists what is wrong, one
+sentence each naming the variable, and the role stops on it before any
+change. The derived values of a plan with problems are never used.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils.addresses import (
+    invalid_networks,
+    parse_listen,
+)
+from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils.sizing import mpm_sizing
+
+PREFIX = "mod_wsgi_ws_sidecar_"
+SIDECARS = PREFIX + "sidecars"
+
+# Fields a sidecar item may leave out (meta/argument_specs.yml gives the same
+# defaults; tests/test_role_docs.py checks they agree).
+SIDECAR_DEFAULTS: dict[str, Any] = {
+    "script": "",
+    "python_path": [],
+    "listener": "tcp",
+    "port": None,
+    "socket": "",
+    "mount": "",
+    "virtual_host": "",
+    "allow_from": None,
+    "require": [],
+    "internal": False,
+    "origins": [],
+    "server_metrics": None,
+    "proxy_timeout": None,
+    "poll_interval": 1.0,
+    "heartbeat": 30.0,
+    "max_clients": None,
+    "send_timeout": 1.0,
+    "max_send_buffer": 262144,
+}
+
+NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+USER_NAME = re.compile(r"[A-Za-z0-9._@-]+")
+HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
+# An origin: scheme, host (a name or a bracketed IPv6 address), optional port.
+ORIGIN = re.compile(
+    r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)(:[0-9]{1,5})?"
+)
+# Absolute paths that need no quoting in Apache's configuration.
+PATH = re.compile(r'/[^\s"]+')
+# python-path entries: the same, without the ":" that separates them.
+PYTHON_PATH = re.compile(r'/[^\s:"]+')
+APP_MOUNT = re.compile(r"/([A-Za-z0-9._~/-]*[A-Za-z0-9._~-])?")
+SIDECAR_MOUNT = re.compile(r"/[A-Za-z0-9._~/-]*/")
+SOCKET = re.compile(r"/[A-Za-z0-9._/-]+")
+SOCKET_MAX = 100
+REALM = re.compile(r"[A-Za-z0-9 ._,:()-]{1,100}")
+PASSWORD = re.compile(r"[^\r\n]{1,72}")
+REQUIRE_RULE = re.compile(r"[^\n<>]+")
+# Requirement specs pip accepts from the variables: no options, no spaces.
+REQUIREMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\[\],<>=!~*-]*")
+VERSION = re.compile(r"[0-9]+(\.[0-9]+)*([a-z]+[0-9]*)?")
+INDEX_URL = re.compile(r"https?://\S+")
+# A unix socket's directory, or a virtual environment, is made the role's
+# own (mode, owner, removal), so it must not be a shared system directory.
+SHARED_DIRS = frozenset(
+    [
+        "/",
+        "/run",
+        "/var/run",
+        "/tmp",
+        "/var/tmp",
+        "/var",
+        "/var/lib",
+        "/etc",
+        "/usr",
+        "/usr/local",
+        "/home",
+        "/root",
+        "/srv",
+        "/opt",
+    ]
+)
+HTTP_PORT = 80
+HTTPS_PORT = 443
+LOOPBACK = "127.0.0.1"
+
+
+def matches(pattern: re.Pattern[str], value: Any) -> bool:
+    return isinstance(value, str) and pattern.fullmatch(value) is not None
+
+
+def whole(value: Any, minimum: int) -> bool:
+    """A whole number (not a bool) of at least `minimum`."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def positive(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+def strings(value: Any) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+class Plan:
+    """Reads the variables (without their prefix) and collects problems."""
+
+    def __init__(self, variables: Mapping[str, Any], constants: Mapping[str, Any]):
+        self.v = {k[len(PREFIX) :]: val for k, val in variables.items() if k.startswith(PREFIX)}
+        self.c = constants
+        self.problems: list[str] = []
+
+    def problem(self, text: str) -> None:
+        self.problems.append(" ".join(text.split()))
+
+    # --- the application and the site --------------------------------------
+    def check_site(self) -> None:
+        v = self.v
+        if not matches(APP_MOUNT, v["app_mount"]):
+            self.problem(
+                f"""mod_wsgi_ws_sidecar_app_mount must be "/" or a URL path with a leading
+                and no trailing "/"; got "{v["app_mount"]}"."""
+            )
+        if not matches(NAME, v["app_process_group"]):
+            self.problem(
+                f"""mod_wsgi_ws_sidecar_app_process_group must be a name of letters, digits,
+                "-" and "_", starting with a letter; got "{v["app_process_group"]}"."""
+            )
+        if v["app_script"] != "" and not matches(PATH, v["app_script"]):
+            self.problem(
+                f"""mod_wsgi_ws_sidecar_app_script must be empty (demo app) or an absolute
+                path without spaces; got "{v["app_script"]}"."""
+            )
+        if not all(matches(PYTHON_PATH, p) for p in v["app_python_path"]):
+            self.problem(
+                f"""mod_wsgi_ws_sidecar_app_python_path entries must be absolute paths
+                without spaces or ":"; got {v["app_python_path"]}."""
+            )
+        if v["server_name"] != "" and not matches(HOST_NAME, v["server_name"]):
+            self.problem(
+                f"""mod_wsgi_ws_sidecar_server_name must be a host name or empty; got
+                "{v["server_name"]}"."""
+            )
+        for count in ("app_processes", "app_threads", "capacity_http", "ready_timeout"):
+            if not whole(v[count], 1):
+                self.problem(f"{PREFIX}{count} must be a whole number of at least 1.")
+        if v["timeout"] is not None and not whole(v["timeout"], 1):
+            self.problem(
+                f"""mod_wsgi_ws_sidecar_timeout must be null or a whole number of seconds of
+                at least 1; got {v["timeout"]}."""
+            )
+        if bad := invalid_networks(v["allow_from"]):
+            self.problem(
+                f"""mod_wsgi_ws_sidecar_allow_from must list IP addresses or CIDR networks
+                (or "all"); these are neither: {", ".join(bad)}."""
+            )
+        directives = strings(v["extra_directives"])
+        if any(re.search(r"[\r\n]", d) for d in directives) or not all(
+            d.strip() for d in directives
+        ):
+            self.problem(
+                f"""mod_wsgi_ws_sidecar_extra_directives must list Apache directives of one
+                line each; got {v["extra_directives"]}."""
+            )
+        if v["tls"]:
+            for name in ("tls_certificate", "tls_certificate_key"):
+                if not matches(PATH, v[name]):
+                    self.problem(
+                        f"""{PREFIX}{name} must be the absolute path of a file on the host
+                        when mod_wsgi_ws_sidecar_tls is true; got "{v[name]}"."""
+                    )
+
+    # Names only in the message: the passwords are never printed.
+    def check_auth(self) -> None:
+        users = self.v["auth_users"]
+        names = [str(u.get("name", "")) for u in users]
+        passwords = [str(u.get("password", "")) for u in users]
+        if (
+            not all(matches(USER_NAME, n) for n in names)
+            or len(set(names)) != len(names)
+            or not all(matches(PASSWORD, p) for p in passwords)
+            or not matches(REALM, self.v["auth_realm"])
+        ):
+            self.problem(
+                f"""mod_wsgi_ws_sidecar_auth_users needs unique names of letters, digits,
+                ".", "_", "-" and "@", and passwords of 1 to 72 characters on one line;
+                mod_wsgi_ws_sidecar_auth_realm 1 to 100 letters, digits, spaces and
+                ".,:()_-". Names given: {", ".join(names)}."""
+            )
+
+    def internal_host(self, sidecars: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        text = self.v["internal_listen"]
+        if text == "":
+            return {}
+        internal = parse_listen(text)
+        tcp_ports = [s["port"] for s in sidecars if s["listener"] == "tcp"]
+        if not internal or internal["port"] in (HTTP_PORT, HTTPS_PORT, *tcp_ports):
+            self.problem(
+                f"""mod_wsgi_ws_sidecar_internal_listen must be ADDRESS:PORT (IPv6 in
+                brackets) on a port other than 80, 443 and the sidecars' own; got
+                "{text}"."""
+            )
+            return {}
+        return internal
+
+    # --- the sidecars ------------------------------------------------------
+    def resolve(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        """One sidecar with its defaults filled in and its derived values."""
+        sidecar = {**SIDECAR_DEFAULTS, **item}
+        name = str(sidecar.get("name", ""))
+        own_dir = f"{self.c['run_dir']}/{name}"
+        socket = sidecar["socket"] or f"{own_dir}/sidecar.sock"
+        builtin = sidecar["script"] == ""
+        if sidecar["listener"] == "unix":
+            backend = f"unix:{socket}|http://localhost/"
+            reverse_backend = "http://localhost/"
+            listen: dict[str, Any] = {"path": socket}
+        else:
+            backend = reverse_backend = f"http://{self.c['listen_host']}:{sidecar['port']}/"
+            listen = {"host": self.c["listen_host"], "port": sidecar["port"]}
+        if sidecar["server_metrics"] is None:
+            sidecar["server_metrics"] = builtin
+        if sidecar["max_clients"] is None:
+            sidecar["max_clients"] = self.v["capacity_websockets"]
+        if sidecar["allow_from"] is None:
+            sidecar["allow_from"] = self.v["allow_from"]
+        sidecar.update(
+            name=name,
+            socket=socket,
+            socket_dir=posixpath.dirname(socket),
+            own_socket_dir=posixpath.dirname(socket) == own_dir,
+            builtin=builtin,
+            backend=backend,
+            reverse_backend=reverse_backend,
+            listen=listen,
+            prefix=sidecar["mount"].rstrip("/") if isinstance(sidecar["mount"], str) else "",
+        )
+        return sidecar
+
+    def check_sidecar(self, at: str, s: Mapping[str, Any], front_end_ports: list[int]) -> None:
+        v = self.v
+        if not matches(NAME, s["name"]):
+            self.problem(
+                f"""{at}.name must be a name of letters, digits, "-" and "_", starting with a
+                letter; got "{s["name"]}"."""
+            )
+        if (s["mount"] == "") == (s["virtual_host"] == ""):
+            self.problem(
+                f"""{at} needs exactly one of mount (a URL path such as /ws/) and
+                virtual_host (a host name); got mount "{s["mount"]}" and virtual_host
+                "{s["virtual_host"]}"."""
+            )
+        mount = s["mount"]
+        if mount != "" and (
+            not matches(SIDECAR_MOUNT, mount)
+            or mount == "/"
+            or "//" in mount
+            # Apache normalises "." and ".." away before matching a Location.
+            or {".", ".."} & set(mount.split("/"))
+            or mount == str(v["app_mount"]).rstrip("/") + "/"
+        ):
+            self.problem(
+                f"""{at}.mount must be a URL path below the site root that starts and ends
+                with "/" (for example /metrics/), with no empty, "." or ".." segments, other
+                than the application's mount; got "{mount}"."""
+            )
+        if s["virtual_host"] != "" and not matches(HOST_NAME, s["virtual_host"]):
+            self.problem(f'{at}.virtual_host must be a host name; got "{s["virtual_host"]}".')
+        if s["listener"] == "tcp":
+            if not whole(s["port"], 1) or s["port"] > 65535:
+                self.problem(
+                    f"""{at}.port must be a TCP port from 1 to 65535 with listener "tcp";
+                    got {s["port"]}."""
+                )
+            elif s["port"] in front_end_ports:
+                self.problem(
+                    f"""{at}.port {s["port"]} is a port Apache itself listens on
+                    ({", ".join(map(str, front_end_ports))}): the sidecar could not bind it,
+                    and its mount would proxy back into Apache. Choose another port."""
+                )
+        else:
+            socket = s["socket"]
+            if (
+                not matches(SOCKET, socket)
+                or "/../" in socket + "/"
+                or s["socket_dir"] in SHARED_DIRS
+                or len(socket) > SOCKET_MAX
+            ):
+                self.problem(
+                    f"""{at}.socket must be an absolute path of at most {SOCKET_MAX}
+                    characters in a directory of its own (not a shared one such as /run or
+                    /tmp); got "{socket}"."""
+                )
+        if (s["script"] != "" and not matches(PATH, s["script"])) or not all(
+            matches(PYTHON_PATH, p) for p in s["python_path"]
+        ):
+            self.problem(
+                f"""{at}.script must be empty (the built-in dashboard) or an absolute path
+                without spaces, and its python_path absolute paths without spaces or ":";
+                got "{s["script"]}" and {s["python_path"]}."""
+            )
+        if bad := invalid_networks(s["allow_from"]):
+            self.problem(
+                f"""{at}.allow_from (or, when it is null, mod_wsgi_ws_sidecar_allow_from)
+                must list IP addresses or CIDR networks (or "all"); these are neither:
+                {", ".join(bad)}."""
+            )
+        if not all(matches(REQUIRE_RULE, r) for r in s["require"]) or not (
+            s["allow_from"] or s["require"] or v["auth_users"]
+        ):
+            self.problem(
+                f"""{at} must admit someone (allow_from, mod_wsgi_ws_sidecar_auth_users or
+                require), and each of its require rules must be one Apache Require rule on
+                one line (for example "group ops"); got allow_from {s["allow_from"]} and
+                require {s["require"]}."""
+            )
+        if not all(matches(ORIGIN, o) for o in s["origins"]):
+            self.problem(
+                f"""{at}.origins must list origins such as https://example.com or
+                http://10.0.0.5:8080 (scheme, host, optional port, no path); got
+                {s["origins"]}."""
+            )
+        if s["internal"] and (v["internal_listen"] == "" or mount == ""):
+            self.problem(
+                f"""{at}.internal needs mod_wsgi_ws_sidecar_internal_listen (the internal
+                virtual host's ADDRESS:PORT) and a mount (not a virtual_host)."""
+            )
+        if s["proxy_timeout"] is not None and not whole(s["proxy_timeout"], 1):
+            self.problem(
+                f"""{at}.proxy_timeout must be null or a whole number of seconds of at least
+                1; got {s["proxy_timeout"]}."""
+            )
+        if not whole(s["max_clients"], 1):
+            self.problem(
+                f"""{at}.max_clients (or, when it is null,
+                mod_wsgi_ws_sidecar_capacity_websockets) must be a whole number of at least
+                1; got {s["max_clients"]}."""
+            )
+        if s["builtin"] and not (
+            positive(s["poll_interval"])
+            and positive(s["heartbeat"])
+            and positive(s["send_timeout"])
+            and whole(s["max_send_buffer"], 4096)
+        ):
+            self.problem(
+                f"""{at}: poll_interval, heartbeat and send_timeout must be seconds above 0
+                and max_send_buffer at least 4096 bytes (one tick must fit)."""
+            )
+
+    def check_collisions(self, sidecars: Sequence[Mapping[str, Any]]) -> None:
+        for field in ("name", "port", "socket", "mount", "virtual_host"):
+            chosen = sidecars
+            if field in ("port", "socket"):
+                listener = "unix" if field == "socket" else "tcp"
+                chosen = [s for s in sidecars if s["listener"] == listener]
+            used = [str(s[field]) for s in chosen if s[field]]
+            if field == "name":
+                used.append(str(self.v["app_process_group"]))
+            if field == "virtual_host" and self.v["server_name"]:
+                used.append(str(self.v["server_name"]))
+            if len(set(used)) != len(used):
+                self.problem(
+                    f"""{SIDECARS}: each sidecar needs its own {field}, different from the
+                    others' (and a name from the application's process group, a virtual host
+                    from the site's server name); got {", ".join(used)}."""
+                )
+
+    # --- Python and the mode -----------------------------------------------
+    def venv(self) -> str:
+        if self.v["venv"]:
+            return str(self.v["venv"])
+        return self.c["default_venv"] if self.v["mode"] == "express" else ""
+
+    def check_python(self, venv: str, sidecars: Sequence[Mapping[str, Any]]) -> None:
+        v = self.v
+        if (
+            (venv != "" and not matches(PYTHON_PATH, venv))
+            or venv.rstrip("/") in SHARED_DIRS
+            or not matches(PATH, v["venv_python"])
+        ):
+            self.problem(
+                f"""mod_wsgi_ws_sidecar_venv must be empty or an absolute path of its own
+                (not a system directory, no spaces or ":"), and
+                mod_wsgi_ws_sidecar_venv_python an absolute path; got "{v["venv"]}" and
+                "{v["venv_python"]}"."""
+            )
+        if (
+            not matches(VERSION, v["aiohttp_version"])
+            or not matches(VERSION, v["mod_wsgi_version"])
+            or not all(matches(REQUIREMENT, r) for r in v["python_requirements"])
+        ):
+            self.problem(
+                f"""mod_wsgi_ws_sidecar_aiohttp_version and mod_wsgi_ws_sidecar_mod_wsgi_version
+                must be versions like 3.14.5, and mod_wsgi_ws_sidecar_python_requirements
+                requirement specs like "flask==3.1.2" (no pip options, no spaces); got
+                "{v["aiohttp_version"]}", "{v["mod_wsgi_version"]}" and
+                {v["python_requirements"]}."""
+            )
+        if (v["pip_index_url"] != "" and not matches(INDEX_URL, v["pip_index_url"])) or (
+            v["pip_ca_bundle"] != "" and not matches(PATH, v["pip_ca_bundle"])
+        ):
+            self.problem(
+                f"""mod_wsgi_ws_sidecar_pip_index_url must be empty or an http(s) URL, and
+                mod_wsgi_ws_sidecar_pip_ca_bundle empty or an absolute path; got
+                "{v["pip_index_url"]}" and "{v["pip_ca_bundle"]}"."""
+            )
+        source = v["mod_wsgi_source"]
+        if (v["mode"] == "express" and source == "distro") or (venv == "" and source == "pypi"):
+            self.problem(
+                f"""mod_wsgi_ws_sidecar_mod_wsgi_source={source} does not fit: express mode
+                uses mod_wsgi from PyPI only, and mod_wsgi from PyPI is installed into a
+                virtual environment (set mod_wsgi_ws_sidecar_venv)."""
+            )
+        # What mod_wsgi-express's generated server cannot do as this role drives it.
+        if v["mode"] == "express" and (
+            v["tls"] or v["internal_listen"] != "" or any(s["virtual_host"] for s in sidecars)
+        ):
+            self.problem(
+                """mod_wsgi_ws_sidecar_mode=express serves sidecars at a mount over plain
+                HTTP only: TLS (mod_wsgi_ws_sidecar_tls), the internal virtual host
+                (mod_wsgi_ws_sidecar_internal_listen) and sidecars with a virtual_host need
+                mod_wsgi_ws_sidecar_mode=system."""
+            )
+
+    def check_sizing(self, mpm: Mapping[str, Any]) -> None:
+        if mpm["problem"]:
+            self.problem(
+                f"""mod_wsgi_ws_sidecar_capacity_http and the sidecars' max_clients
+                (mod_wsgi_ws_sidecar_capacity_websockets): {mpm["problem"]}; lower them or
+                spread the load over more servers."""
+            )
+
+
+def settings(sidecar: Mapping[str, Any]) -> dict[str, Any]:
+    """What the sidecar's NAME.json holds, but its secret (added on the host)."""
+    written: dict[str, Any] = {
+        "name": sidecar["name"],
+        "listen": sidecar["listen"],
+        "max_clients": sidecar["max_clients"],
+        "origins": list(sidecar["origins"]),
+    }
+    if sidecar["builtin"]:
+        written.update(
+            poll_interval=float(sidecar["poll_interval"]),
+            heartbeat=float(sidecar["heartbeat"]),
+            send_timeout=float(sidecar["send_timeout"]),
+            max_send_buffer=sidecar["max_send_buffer"],
+        )
+    else:
+        written["prefix"] = sidecar["prefix"]
+    return written
+
+
+def front_end(tls: bool, server_name: str, path: str) -> dict[str, Any]:
+    """The main virtual host on this machine, for the readiness check."""
+    return {
+        "host": LOOPBACK,
+        "port": HTTPS_PORT if tls else HTTP_PORT,
+        "tls": bool(tls),
+        "host_header": server_name or LOOPBACK,
+        "path": path,
+    }
+
+
+def readiness(
+    sidecars: Sequence[Mapping[str, Any]], v: Mapping[str, Any], internal: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Where the readiness check (the wait_for_sidecars module) looks."""
+    checks = []
+    for s in sidecars:
+        if s["internal"] and internal:
+            front = {
+                "host": internal["address"],
+                "port": internal["port"],
+                "tls": False,
+                "host_header": internal["apache"],
+                "path": s["mount"],
+            }
+        elif s["virtual_host"]:
+            front = front_end(v["tls"], s["virtual_host"], "/")
+        else:
+            front = front_end(v["tls"], v["server_name"], s["mount"])
+        checks.append({"name": s["name"], "listener": s["listen"], "front": front})
+    return {"sidecars": checks, "app": front_end(v["tls"], v["server_name"], v["app_mount"])}
+
+
+def express_args(
+    v: Mapping[str, Any], c: Mapping[str, Any], sidecars: Sequence[Mapping[str, Any]], app: str
+) -> list[str]:
+    """mod_wsgi-express setup-server's arguments: the same application, sidecars,
+    user, port and capacity as system mode (its ServerLimit x ThreadsPerChild is
+    sized from --max-clients)."""
+    args = [
+        app,
+        *("--server-root", c["express_root"]),
+        *("--log-directory", c["express_logs"], "--access-log"),
+        *("--working-directory", posixpath.dirname(app)),
+        *("--locale", "C.UTF-8"),
+        *("--user", v["user"], "--group", v["group"]),
+        *("--port", str(HTTP_PORT)),
+        *("--mount-point", v["app_mount"]),
+        *("--processes", str(v["app_processes"])),
+        *("--threads", str(v["app_threads"])),
+        *("--server-mpm", "event"),
+        *("--max-clients", str(v["_max_request_workers"])),
+        *("--include-file", c["express_include"]),
+    ]
+    if v["server_name"]:
+        args += ["--server-name", v["server_name"]]
+    if any(s["server_metrics"] for s in sidecars):
+        args.append("--server-metrics")
+    paths = [c["lib_dir"], *v["app_python_path"], *(p for s in sidecars for p in s["python_path"])]
+    for path in dict.fromkeys(paths):
+        args += ["--python-path", path]
+    for s in sidecars:
+        script = f"{c['conf_dir']}/{s['name']}.py"
+        args += ["--service-script", s["name"], script, "--proxy-mount-point", s["mount"]]
+        args.append(s["backend"])
+    return args
+
+
+def apache_modules(v: Mapping[str, Any], base: Sequence[str]) -> list[str]:
+    """The Apache modules system mode enables (mod_wsgi comes on top)."""
+    modules = list(base)
+    if v["tls"]:
+        modules.append("ssl")
+        if v["tls_redirect_http"]:
+            modules.append("rewrite")
+    if v["auth_users"]:
+        modules += ["auth_basic", "authn_file", "authz_user"]
+    return modules
+
+
+def build_plan(variables: Mapping[str, Any], constants: Mapping[str, Any]) -> dict[str, Any]:
+    """The role's plan from its public variables (full names) and its constants."""
+    plan = Plan(variables, constants)
+    v, c = plan.v, constants
+    plan.check_site()
+    plan.check_auth()
+    sidecars = [plan.resolve(item) for item in v["sidecars"]]
+    for index, sidecar in enumerate(sidecars):
+        sidecar["index"] = index
+    internal = plan.internal_host(sidecars)
+    front_end_ports = [HTTP_PORT]
+    if v["tls"]:
+        front_end_ports.append(HTTPS_PORT)
+    if internal:
+        front_end_ports.append(internal["port"])
+    for sidecar in sidecars:
+        plan.check_sidecar(f"{SIDECARS}[{sidecar['index']}]", sidecar, front_end_ports)
+    plan.check_collisions(sidecars)
+    venv = plan.venv()
+    plan.check_python(venv, sidecars)
+
+    counts_ok = whole(v["capacity_http"], 1) and all(whole(s["max_clients"], 1) for s in sidecars)
+    mpm = mpm_sizing(v["capacity_http"] if counts_ok else 1, sidecars if counts_ok else [])
+    if counts_ok:
+        plan.check_sizing(mpm)
+    for sidecar in sidecars:
+        sidecar["pool"] = mpm["pools"].get(sidecar["name"], 1)
+        sidecar["settings"] = settings(sidecar)
+
+    app_file = v["app_script"] or f"{c['lib_dir']}/demo_app.wsgi"
+    express = v["mode"] == "express"
+    unix = [s for s in sidecars if s["listener"] == "unix"]
+    return {
+        "problems": plan.problems,
+        "mode": v["mode"],
+        "other_mode": "system" if express else "express",
+        "sidecars": sidecars,
+        "unix_sidecars": unix,
+        "tcp_ports": [s["port"] for s in sidecars if s["listener"] == "tcp"],
+        "internal_sidecars": [s for s in sidecars if s["internal"]],
+        "internal": internal,
+        "front_end_ports": front_end_ports,
+        "mpm": mpm,
+        "venv": venv,
+        "app_file": app_file,
+        "conf_files": [
+            f"{s['name']}{ext}" for s in sidecars for ext in (".json", ".py", ".secret")
+        ],
+        "socket_dirs": sorted({s["socket_dir"] for s in unix}),
+        "pip_environment": {
+            **({"PIP_INDEX_URL": v["pip_index_url"]} if v["pip_index_url"] else {}),
+            **({"PIP_CERT": v["pip_ca_bundle"]} if v["pip_ca_bundle"] else {}),
+        },
+        "apache_modules": apache_modules(v, c["apache_modules"]),
+        "express_args": express_args(
+            {**v, "_max_request_workers": mpm["max_request_workers"]}, c, sidecars, app_file
+        ),
+        "config_test_command": (
+            f"{c['express_root']}/apachectl configtest" if express else "apache2ctl -t"
+        ),
+        "error_log": f"{c['express_logs']}/error_log" if express else c["apache_error_log"],
+        "front_end_service": c["express_service"] if express else c["apache_service"],
+        "other_service": c["apache_service"] if express else c["express_service"],
+        "other_unit": c["apache_unit"] if express else c["express_unit"],
+        "readiness": readiness(sidecars, v, internal),
+    }

@@ -1,0 +1,501 @@
+"""The role's plan (plugins/module_utils/plan.py): every rule on the
+variables that needs no host, one case a row, and the values derived from
+them. The role stops on any problem before it changes the host
+(tasks/plan.yml); molecule/default/tests/test_bad_input.py proves that end
+to end for a few rows."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils.plan import (
+    SIDECAR_DEFAULTS,
+    build_plan,
+)
+
+ROLE = Path(__file__).resolve().parents[1] / "roles/mod_wsgi_ws_sidecar"
+DEFAULTS = yaml.safe_load((ROLE / "defaults/main.yml").read_text())
+ROLE_VARS = {
+    **yaml.safe_load((ROLE / "vars/main.yml").read_text()),
+    **yaml.safe_load((ROLE / "vars/Debian.yml").read_text()),
+}
+
+
+def role_constants() -> dict[str, Any]:
+    """The constants tasks/plan.yml hands the plan, read from that task."""
+    (task, _) = yaml.safe_load((ROLE / "tasks/plan.yml").read_text())
+    templated = task["vars"]["__mod_wsgi_ws_sidecar_constants"]
+    return {
+        key: ROLE_VARS[re.fullmatch(r"\{\{ (\S+) \}\}", value).group(1)]
+        for key, value in templated.items()
+    }
+
+
+CONSTANTS = role_constants()
+SIDECAR = {"name": "metrics-sidecar", "mount": "/metrics/", "port": 8765}
+SECRET = "never-printed-" + "x" * 70  # 84 characters: over bcrypt's 72
+
+
+def plan(**overrides: Any) -> dict[str, Any]:
+    """The plan of the role's defaults with some variables set (short names)."""
+    variables = {**DEFAULTS, **{f"mod_wsgi_ws_sidecar_{k}": v for k, v in overrides.items()}}
+    return build_plan(variables, CONSTANTS)
+
+
+def sidecars(*items: dict) -> dict[str, Any]:
+    return {"sidecars": list(items)}
+
+
+def test_the_defaults_have_no_problem() -> None:
+    assert plan()["problems"] == []
+
+
+# (case id, variables set, words one problem must contain). The rows of the
+# former end-to-end table, and the rules added since.
+CASES = [
+    ("port-out-of-range", sidecars({**SIDECAR, "port": 70000}), ["sidecars[0].port", "70000"]),
+    ("port-zero", sidecars({**SIDECAR, "port": 0}), ["sidecars[0].port"]),
+    ("tcp-without-port", sidecars({"name": "m", "mount": "/m/"}), ["sidecars[0].port", "None"]),
+    ("mount-without-slash", sidecars({**SIDECAR, "mount": "metrics/"}), ["sidecars[0].mount"]),
+    ("mount-is-root", sidecars({**SIDECAR, "mount": "/"}), ["sidecars[0].mount"]),
+    ("mount-double-slash", sidecars({**SIDECAR, "mount": "/a//b/"}), ["sidecars[0].mount"]),
+    ("mount-climbing-out", sidecars({**SIDECAR, "mount": "/../etc/"}), ["sidecars[0].mount"]),
+    ("mount-with-dot-segment", sidecars({**SIDECAR, "mount": "/./m/"}), ["sidecars[0].mount"]),
+    (
+        "mount-is-the-apps",
+        {"app_mount": "/app", **sidecars({**SIDECAR, "mount": "/app/"})},
+        ["sidecars[0].mount", "application's mount"],
+    ),
+    (
+        "mount-and-virtual-host",
+        sidecars({**SIDECAR, "virtual_host": "ws.example.com"}),
+        ["sidecars[0] needs exactly one of mount"],
+    ),
+    (
+        "neither-mount-nor-virtual-host",
+        sidecars({"name": "m", "port": 8765}),
+        ["sidecars[0] needs exactly one of mount"],
+    ),
+    (
+        "bad-virtual-host",
+        sidecars({"name": "m", "port": 8765, "virtual_host": "-ws"}),
+        ["sidecars[0].virtual_host"],
+    ),
+    (
+        "relative-socket",
+        sidecars({**SIDECAR, "listener": "unix", "socket": "run/m.sock"}),
+        ["sidecars[0].socket"],
+    ),
+    (
+        "socket-in-a-shared-directory",
+        sidecars({**SIDECAR, "listener": "unix", "socket": "/run/m.sock"}),
+        ["sidecars[0].socket", "shared"],
+    ),
+    (
+        "socket-path-too-long",
+        sidecars({**SIDECAR, "listener": "unix", "socket": "/srv/" + "s" * 100 + "/m.sock"}),
+        ["sidecars[0].socket", "100"],
+    ),
+    (
+        "socket-climbing-out",
+        sidecars({**SIDECAR, "listener": "unix", "socket": "/srv/ws/../m.sock"}),
+        ["sidecars[0].socket"],
+    ),
+    (
+        "two-sidecars-one-port",
+        sidecars(SIDECAR, {"name": "other", "mount": "/other/", "port": 8765}),
+        ["mod_wsgi_ws_sidecar_sidecars", "own port"],
+    ),
+    (
+        "two-sidecars-one-mount",
+        sidecars(SIDECAR, {"name": "other", "mount": "/metrics/", "port": 8766}),
+        ["mod_wsgi_ws_sidecar_sidecars", "own mount"],
+    ),
+    (
+        "two-sidecars-one-name",
+        sidecars(SIDECAR, {**SIDECAR, "mount": "/other/", "port": 8766}),
+        ["mod_wsgi_ws_sidecar_sidecars", "own name"],
+    ),
+    (
+        "sidecar-named-as-the-app",
+        sidecars({**SIDECAR, "name": "wsgi-app"}),
+        ["own name", "wsgi-app"],
+    ),
+    (
+        "two-sidecars-one-socket",
+        sidecars(
+            {**SIDECAR, "listener": "unix", "socket": "/srv/ws/s.sock"},
+            {"name": "b", "mount": "/b/", "listener": "unix", "socket": "/srv/ws/s.sock"},
+        ),
+        ["own socket"],
+    ),
+    (
+        "virtual-host-of-the-site",
+        {
+            "server_name": "example.com",
+            **sidecars({"name": "m", "port": 8765, "virtual_host": "example.com"}),
+        },
+        ["own virtual_host"],
+    ),
+    (
+        "capacity-beyond-apache",
+        {"capacity_websockets": 20_000_000},
+        ["mod_wsgi_ws_sidecar_capacity_websockets", "mpm_event allows"],
+    ),
+    ("zero-http-capacity", {"capacity_http": 0}, ["mod_wsgi_ws_sidecar_capacity_http"]),
+    ("zero-app-processes", {"app_processes": 0}, ["mod_wsgi_ws_sidecar_app_processes"]),
+    ("zero-app-threads", {"app_threads": 0}, ["mod_wsgi_ws_sidecar_app_threads"]),
+    ("zero-ready-timeout", {"ready_timeout": 0}, ["mod_wsgi_ws_sidecar_ready_timeout"]),
+    ("zero-timeout", {"timeout": 0}, ["mod_wsgi_ws_sidecar_timeout"]),
+    ("bad-allow-list", {"allow_from": ["10.0.0.0/33"]}, ["allow_from", "10.0.0.0/33"]),
+    ("shortened-ipv4", {"allow_from": ["10.1"]}, ["allow_from", "10.1"]),
+    (
+        "bad-sidecar-allow-list",
+        sidecars({**SIDECAR, "allow_from": ["nowhere"]}),
+        ["sidecars[0].allow_from", "nowhere"],
+    ),
+    (
+        "password-too-long",
+        {"auth_users": [{"name": "ops", "password": SECRET}]},
+        ["mod_wsgi_ws_sidecar_auth_users", "ops"],
+    ),
+    (
+        "two-users-one-name",
+        {"auth_users": [{"name": "ops", "password": "a"}, {"name": "ops", "password": "b"}]},
+        ["mod_wsgi_ws_sidecar_auth_users"],
+    ),
+    ("user-name-with-colon", {"auth_users": [{"name": "o:ps", "password": "a"}]}, ["auth_users"]),
+    ("realm-with-quote", {"auth_realm": 'say "hi"'}, ["mod_wsgi_ws_sidecar_auth_realm"]),
+    (
+        "internal-host-on-port-80",
+        {"internal_listen": "127.0.0.1:80"},
+        ["mod_wsgi_ws_sidecar_internal_listen"],
+    ),
+    (
+        "internal-host-without-port",
+        {"internal_listen": "127.0.0.1"},
+        ["mod_wsgi_ws_sidecar_internal_listen"],
+    ),
+    (
+        "internal-host-ipv6-unbracketed",
+        {"internal_listen": "::1:8081"},
+        ["mod_wsgi_ws_sidecar_internal_listen"],
+    ),
+    (
+        "sidecar-on-the-internal-hosts-port",
+        {"internal_listen": "127.0.0.1:8081", **sidecars({**SIDECAR, "port": 8081})},
+        ["mod_wsgi_ws_sidecar_internal_listen", "the sidecars' own"],
+    ),
+    (
+        "internal-sidecar-without-internal-host",
+        sidecars({**SIDECAR, "internal": True}),
+        ["sidecars[0].internal", "mod_wsgi_ws_sidecar_internal_listen"],
+    ),
+    (
+        "internal-sidecar-on-a-virtual-host",
+        {
+            "internal_listen": "127.0.0.1:8081",
+            **sidecars({"name": "m", "port": 8765, "virtual_host": "m.example", "internal": True}),
+        },
+        ["sidecars[0].internal", "a mount"],
+    ),
+    (
+        "multi-line-extra-directive",
+        {"extra_directives": ["Header set X-A 1\nInclude /etc/shadow"]},
+        ["mod_wsgi_ws_sidecar_extra_directives"],
+    ),
+    ("blank-extra-directive", {"extra_directives": ["  "]}, ["extra_directives"]),
+    ("origin-without-scheme", sidecars({**SIDECAR, "origins": ["evil.example"]}), ["origins"]),
+    (
+        "origin-with-path",
+        sidecars({**SIDECAR, "origins": ["https://a.example/x"]}),
+        ["sidecars[0].origins"],
+    ),
+    ("app-mount-trailing-slash", {"app_mount": "/app/"}, ["app_mount"]),
+    ("app-mount-relative", {"app_mount": "app"}, ["app_mount"]),
+    ("app-process-group", {"app_process_group": "1app"}, ["app_process_group"]),
+    ("app-script-relative", {"app_script": "srv/app.wsgi"}, ["app_script"]),
+    ("app-python-path-colon", {"app_python_path": ["/srv/a:/srv/b"]}, ["app_python_path"]),
+    ("server-name", {"server_name": "exa mple"}, ["mod_wsgi_ws_sidecar_server_name"]),
+    ("sidecar-name", sidecars({**SIDECAR, "name": "1metrics"}), ["sidecars[0].name"]),
+    (
+        "sidecar-script-relative",
+        sidecars({**SIDECAR, "script": "srv/echo.py"}),
+        ["sidecars[0].script"],
+    ),
+    (
+        "sidecar-python-path-relative",
+        sidecars({**SIDECAR, "python_path": ["lib"]}),
+        ["sidecars[0].script", "python_path"],
+    ),
+    ("zero-poll-interval", sidecars({**SIDECAR, "poll_interval": 0}), ["sidecars[0]", "poll"]),
+    ("zero-heartbeat", sidecars({**SIDECAR, "heartbeat": 0}), ["sidecars[0]", "heartbeat"]),
+    ("small-send-buffer", sidecars({**SIDECAR, "max_send_buffer": 100}), ["max_send_buffer"]),
+    ("zero-max-clients", sidecars({**SIDECAR, "max_clients": 0}), ["sidecars[0].max_clients"]),
+    ("zero-proxy-timeout", sidecars({**SIDECAR, "proxy_timeout": 0}), ["proxy_timeout"]),
+    (
+        "admits-nobody",
+        sidecars({**SIDECAR, "allow_from": []}),
+        ["sidecars[0] must admit someone"],
+    ),
+    (
+        "require-rule-with-markup",
+        sidecars({**SIDECAR, "require": ["all granted>"]}),
+        ["sidecars[0] must admit someone", "require"],
+    ),
+    (
+        "sidecar-on-apaches-own-port",
+        sidecars({**SIDECAR, "port": 80}),
+        ["sidecars[0].port", "Apache itself listens on"],
+    ),
+    (
+        "sidecar-on-the-tls-port",
+        {
+            "tls": True,
+            "tls_certificate": "/etc/ssl/c.pem",
+            "tls_certificate_key": "/etc/ssl/c.key",
+            **sidecars({**SIDECAR, "port": 443}),
+        },
+        ["sidecars[0].port", "Apache itself listens on", "443"],
+    ),
+    (
+        "tls-without-certificate",
+        {"tls": True, "tls_certificate_key": "/etc/ssl/c.key"},
+        ["mod_wsgi_ws_sidecar_tls_certificate must be"],
+    ),
+    ("relative-venv", {"venv": "srv/venv"}, ["mod_wsgi_ws_sidecar_venv"]),
+    ("venv-is-a-system-directory", {"venv": "/usr"}, ["mod_wsgi_ws_sidecar_venv"]),
+    ("relative-venv-python", {"venv_python": "python3"}, ["mod_wsgi_ws_sidecar_venv_python"]),
+    (
+        "pip-option-as-requirement",
+        {"venv": "/srv/venv", "python_requirements": ["--index-url=http://elsewhere.example"]},
+        ["mod_wsgi_ws_sidecar_python_requirements"],
+    ),
+    ("bad-aiohttp-version", {"aiohttp_version": "latest"}, ["aiohttp_version"]),
+    ("bad-index-url", {"pip_index_url": "ftp://x"}, ["mod_wsgi_ws_sidecar_pip_index_url"]),
+    ("relative-ca-bundle", {"pip_ca_bundle": "ca.crt"}, ["mod_wsgi_ws_sidecar_pip_ca_bundle"]),
+    ("pypi-mod-wsgi-without-venv", {"mod_wsgi_source": "pypi"}, ["mod_wsgi_source=pypi"]),
+    (
+        "express-with-distro-mod-wsgi",
+        {"mode": "express", "mod_wsgi_source": "distro"},
+        ["mod_wsgi_source=distro"],
+    ),
+    (
+        "express-with-tls",
+        {
+            "mode": "express",
+            "tls": True,
+            "tls_certificate": "/etc/ssl/c.pem",
+            "tls_certificate_key": "/etc/ssl/c.key",
+        },
+        ["mod_wsgi_ws_sidecar_mode=express", "TLS"],
+    ),
+    (
+        "express-with-a-virtual-host",
+        {"mode": "express", **sidecars({"name": "m", "port": 8765, "virtual_host": "m.example"})},
+        ["mod_wsgi_ws_sidecar_mode=express", "virtual_host"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("overrides", "words"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_a_bad_variable_is_a_problem_naming_it(overrides: dict, words: list[str]) -> None:
+    problems = plan(**overrides)["problems"]
+    assert any(all(word in p for word in words) for p in problems), problems
+    assert all(SECRET not in p for p in problems)
+
+
+def test_every_problem_is_found_at_once() -> None:
+    problems = plan(app_processes=0, **sidecars({**SIDECAR, "port": 70000, "name": "1m"}))[
+        "problems"
+    ]
+    assert len(problems) == 3, problems
+
+
+def test_a_sidecar_gets_the_defaults_of_the_spec() -> None:
+    given = {"name": "m", "mount": "/m/", "port": 9000}
+    (sidecar,) = plan(**sidecars(given))["sidecars"]
+    derived = ("server_metrics", "max_clients", "allow_from", "socket")
+    for field, default in SIDECAR_DEFAULTS.items():
+        if field not in given and field not in derived:
+            assert sidecar[field] == default, field
+
+
+def test_derived_values_of_a_tcp_dashboard() -> None:
+    result = plan()
+    (sidecar,) = result["sidecars"]
+    assert sidecar["backend"] == sidecar["reverse_backend"] == "http://127.0.0.1:8765/"
+    assert sidecar["builtin"] is True and sidecar["server_metrics"] is True
+    assert sidecar["max_clients"] == 500 and sidecar["allow_from"] == ["127.0.0.1", "::1"]
+    assert (
+        sidecar["prefix"] == "/metrics"
+        and sidecar["pool"] == result["mpm"]["pools"]["metrics-sidecar"]
+    )
+    assert sidecar["settings"] == {
+        "name": "metrics-sidecar",
+        "listen": {"host": "127.0.0.1", "port": 8765},
+        "max_clients": 500,
+        "origins": [],
+        "poll_interval": 1.0,
+        "heartbeat": 30.0,
+        "send_timeout": 1.0,
+        "max_send_buffer": 262144,
+    }
+    assert result["tcp_ports"] == [8765] and result["unix_sidecars"] == []
+    assert result["front_end_ports"] == [80]
+    assert result["conf_files"] == [
+        "metrics-sidecar.json",
+        "metrics-sidecar.py",
+        "metrics-sidecar.secret",
+    ]
+    assert result["app_file"] == "/usr/local/lib/mod_wsgi_ws_sidecar/demo_app.wsgi"
+    assert result["apache_modules"] == ["proxy", "proxy_http", "headers", "authz_host"]
+    assert result["mode"] == "system" and result["other_mode"] == "express"
+    assert result["config_test_command"] == "apache2ctl -t"
+    assert result["front_end_service"] == "apache2"
+
+
+def test_a_unix_user_sidecar() -> None:
+    result = plan(
+        **sidecars(
+            SIDECAR,
+            {"name": "echo", "mount": "/echo/", "listener": "unix", "script": "/srv/echo.py"},
+        )
+    )
+    echo = result["sidecars"][1]
+    socket = "/run/mod_wsgi_ws_sidecar/echo/sidecar.sock"
+    assert echo["socket"] == socket and echo["own_socket_dir"] is True
+    assert echo["backend"] == f"unix:{socket}|http://localhost/"
+    assert echo["reverse_backend"] == "http://localhost/"
+    assert echo["builtin"] is False and echo["server_metrics"] is False
+    assert echo["settings"] == {
+        "name": "echo",
+        "listen": {"path": socket},
+        "max_clients": 500,
+        "origins": [],
+        "prefix": "/echo",
+    }
+    assert result["socket_dirs"] == ["/run/mod_wsgi_ws_sidecar/echo"]
+    assert [s["name"] for s in result["unix_sidecars"]] == ["echo"]
+
+
+def test_a_socket_elsewhere_is_not_the_roles_own_directory() -> None:
+    (sidecar,) = plan(**sidecars({**SIDECAR, "listener": "unix", "socket": "/srv/ws/m.sock"}))[
+        "sidecars"
+    ]
+    assert sidecar["socket_dir"] == "/srv/ws" and sidecar["own_socket_dir"] is False
+
+
+def test_tls_auth_and_the_internal_host() -> None:
+    result = plan(
+        tls=True,
+        tls_certificate="/etc/ssl/c.pem",
+        tls_certificate_key="/etc/ssl/c.key",
+        auth_users=[{"name": "ops", "password": "pw"}],
+        internal_listen="[::1]:8081",
+        server_name="example.com",
+        **sidecars(
+            {**SIDECAR, "internal": True},
+            {"name": "vhost", "port": 8770, "virtual_host": "ws.example.com"},
+        ),
+    )
+    assert result["problems"] == []
+    assert result["internal"] == {"address": "::1", "port": 8081, "apache": "[::1]:8081"}
+    assert result["front_end_ports"] == [80, 443, 8081]
+    assert result["apache_modules"][-5:] == [
+        "ssl",
+        "rewrite",
+        "auth_basic",
+        "authn_file",
+        "authz_user",
+    ]
+    internal, vhost = result["readiness"]["sidecars"]
+    assert internal["front"] == {
+        "host": "::1",
+        "port": 8081,
+        "tls": False,
+        "host_header": "[::1]:8081",
+        "path": "/metrics/",
+    }
+    assert vhost["front"] == {
+        "host": "127.0.0.1",
+        "port": 443,
+        "tls": True,
+        "host_header": "ws.example.com",
+        "path": "/",
+    }
+    assert result["readiness"]["app"]["host_header"] == "example.com"
+    assert [s["name"] for s in result["internal_sidecars"]] == ["metrics-sidecar"]
+
+
+def test_express_mode() -> None:
+    result = plan(
+        mode="express",
+        app_python_path=["/srv/app"],
+        server_name="example.com",
+        **sidecars(SIDECAR, {"name": "echo", "mount": "/echo/", "port": 8770, "script": "/e.py"}),
+    )
+    assert result["problems"] == []
+    assert result["venv"] == "/opt/mod_wsgi_ws_sidecar/venv"
+    assert result["other_mode"] == "system" and result["other_service"] == "apache2"
+    args = result["express_args"]
+    assert args[0] == result["app_file"]
+    assert args[args.index("--max-clients") + 1] == str(result["mpm"]["max_request_workers"])
+    assert args[args.index("--server-name") + 1] == "example.com"
+    assert "--server-metrics" in args
+    paths = [args[i + 1] for i, a in enumerate(args) if a == "--python-path"]
+    assert paths == ["/usr/local/lib/mod_wsgi_ws_sidecar", "/srv/app"]
+    scripts = [args[i + 1 : i + 6] for i, a in enumerate(args) if a == "--service-script"]
+    assert scripts == [
+        [
+            "metrics-sidecar",
+            "/etc/mod_wsgi_ws_sidecar/metrics-sidecar.py",
+            "--proxy-mount-point",
+            "/metrics/",
+            "http://127.0.0.1:8765/",
+        ],
+        [
+            "echo",
+            "/etc/mod_wsgi_ws_sidecar/echo.py",
+            "--proxy-mount-point",
+            "/echo/",
+            "http://127.0.0.1:8770/",
+        ],
+    ]
+    assert result["config_test_command"].endswith("/express/apachectl configtest")
+    assert all(isinstance(a, str) for a in args)
+
+
+def test_pip_settings_become_environment() -> None:
+    result = plan(pip_index_url="https://pypi.example/simple", pip_ca_bundle="/etc/ssl/ca.crt")
+    assert result["pip_environment"] == {
+        "PIP_INDEX_URL": "https://pypi.example/simple",
+        "PIP_CERT": "/etc/ssl/ca.crt",
+    }
+    assert plan()["pip_environment"] == {}
+
+
+def test_a_unix_sidecar_is_checked_on_its_socket() -> None:
+    (check,) = plan(**sidecars({**SIDECAR, "listener": "unix"}))["readiness"]["sidecars"]
+    assert check == {
+        "name": "metrics-sidecar",
+        "listener": {"path": "/run/mod_wsgi_ws_sidecar/metrics-sidecar/sidecar.sock"},
+        "front": {
+            "host": "127.0.0.1",
+            "port": 80,
+            "tls": False,
+            "host_header": "127.0.0.1",
+            "path": "/metrics/",
+        },
+    }
+
+
+def test_the_filter_is_registered_in_the_collection() -> None:
+    # Called as mod_wsgi_ws_sidecar.apache.plan by tasks/plan.yml.
+    from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.filter import plan as plan_filter
+
+    assert plan_filter.FilterModule().filters() == {"plan": build_plan}

@@ -1,0 +1,89 @@
+"""What a rejected configuration rolls back (plugins/filter/rollback.py),
+from registered results shaped as Ansible's copy, template and command
+modules return them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.filter.rollback import rollback
+
+ROLE = Path(__file__).resolve().parents[1] / "roles/mod_wsgi_ws_sidecar"
+PREFIX = yaml.safe_load((ROLE / "vars/main.yml").read_text())["__mod_wsgi_ws_sidecar_written_prefix"]
+
+CHANGED_SITE = {
+    "changed": True,
+    "dest": "/etc/apache2/sites-available/mod_wsgi_ws_sidecar.conf",
+    "backup_file": "/etc/apache2/sites-available/mod_wsgi_ws_sidecar.conf.1.2026@10:00~",
+    "owner": "root",
+    "group": "root",
+    "mode": "0644",
+    "checksum": "abc",
+}
+NEW_FILE = {"changed": True, "dest": "/etc/mod_wsgi_ws_sidecar/echo.py", "owner": "root"}
+UNCHANGED_FILE = {"changed": False, "dest": "/etc/mod_wsgi_ws_sidecar/m.json"}
+SKIPPED = {"changed": False, "skipped": True, "skip_reason": "Conditional result was False"}
+
+
+def loop(*items: dict) -> dict:
+    return {"changed": any(i.get("changed") for i in items), "results": list(items)}
+
+
+def command(cmd: str | list[str], changed: bool = True) -> dict:
+    return {"changed": changed, "cmd": cmd, "rc": 0}
+
+
+def test_a_changed_file_is_restored_from_its_backup_and_the_backup_goes() -> None:
+    plan = rollback([CHANGED_SITE, UNCHANGED_FILE, SKIPPED])
+    assert plan["restore"] == [
+        {k: CHANGED_SITE[k] for k in ("dest", "backup_file", "owner", "group", "mode")}
+    ]
+    assert plan["backups"] == [CHANGED_SITE["backup_file"]]
+    assert plan["created"] == [] and plan["undo"] == []
+
+
+def test_a_file_the_run_created_is_removed() -> None:
+    plan = rollback([loop(UNCHANGED_FILE, NEW_FILE)])
+    assert plan["created"] == ["/etc/mod_wsgi_ws_sidecar/echo.py"]
+    assert plan["restore"] == [] and plan["backups"] == []
+
+
+def test_link_changes_are_undone_last_first() -> None:
+    plan = rollback(
+        [
+            command(["a2enmod", "-q", "proxy", "headers"]),
+            command("a2enconf mod_wsgi_ws_sidecar_capacity"),
+            command("a2ensite mod_wsgi_ws_sidecar", changed=False),
+            command("a2dissite 000-default"),
+            loop(command("a2dismod -q wsgi")),
+        ]
+    )
+    assert plan["undo"] == [
+        "a2enmod -q wsgi",
+        "a2ensite 000-default",
+        "a2disconf mod_wsgi_ws_sidecar_capacity",
+        "a2dismod -q proxy headers",
+    ]
+
+
+def test_other_commands_and_non_results_are_ignored() -> None:
+    setup = command(["/opt/venv/bin/mod_wsgi-express", "setup-server", "app.wsgi"])
+    plan = rollback([setup, "not a result", None, {}])
+    assert plan == {"restore": [], "created": [], "backups": [], "undo": []}
+
+
+def test_every_file_and_link_task_of_the_role_registers_under_the_prefix() -> None:
+    # Rollback finds results by name: a task that writes Apache's or the
+    # sidecars' configuration without the prefix would escape it.
+    writers = ("ansible.builtin.copy", "ansible.builtin.template")
+    for path in sorted((ROLE / "tasks").rglob("*.yml")):
+        for task in yaml.safe_load(path.read_text()) or []:
+            for inner in task.get("block", [task]):
+                cmd = str(inner.get("ansible.builtin.command", {}).get("cmd", ""))
+                links = cmd.startswith(("a2en", "a2dis")) or "a2enmod" in str(inner)
+                writes = any(w in inner for w in writers) and inner.get("register")
+                if (writes or links) and "rescue" not in path.name and inner.get("register"):
+                    assert inner["register"].startswith(PREFIX) or inner["register"] in {
+                        "__mod_wsgi_ws_sidecar_stored_secrets"
+                    }, (path.name, inner["name"])
