@@ -6,9 +6,11 @@ run there with `host.run`, against 127.0.0.1.
 
 import json
 import os
-import re
 import subprocess
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import pytest
@@ -168,9 +170,63 @@ def wsgi_daemon_groups(config_text: str) -> dict[str, str]:
     return groups
 
 
+# The harness reads Ansible's JSON output (ansible.posix.json), not the
+# human one: task names, changes, failures and the recap come as data.
+JSON_CALLBACK = "ansible.posix.json"
+
+
+@dataclass
+class PlaybookRun:
+    """One ansible-playbook run: its exit code, raw output and parsed result."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    @cached_property
+    def result(self) -> dict:
+        # -vvv prints connection lines before the callback's one JSON document.
+        start = self.stdout.rfind('{\n    "custom_stats"')
+        assert start >= 0, f"no JSON result in: {self.output[-3000:]}"
+        return json.loads(self.stdout[start:])
+
+    def results(self) -> Iterator[tuple[str, str, dict]]:
+        """(host, task or handler name, result) in the order they ran."""
+        for play in self.result["plays"]:
+            for task in play["tasks"]:
+                for host, result in task["hosts"].items():
+                    yield host, task["task"]["name"], result
+
+    def changed(self) -> dict[str, list[str]]:
+        """For each host, the tasks and handlers that reported a change."""
+        changed: dict[str, list[str]] = {host: [] for host in self.result["stats"]}
+        for host, name, result in self.results():
+            if result.get("changed") and name not in changed[host]:
+                changed[host].append(name)
+        return changed
+
+    def recap(self, counter: str = "changed") -> dict[str, int]:
+        """One counter of the play recap (ok, changed, failures...) per host."""
+        return {host: stats[counter] for host, stats in self.result["stats"].items()}
+
+    def messages(self) -> str:
+        """What every failed task said: its msg (a problem list joined), stderr."""
+        said = []
+        for _, _, result in self.results():
+            if result.get("failed"):
+                msg = result.get("msg", "")
+                said += [*msg] if isinstance(msg, list) else [str(msg)]
+                said.append(result.get("stderr", ""))
+        return "\n".join(said)
+
+
 def run_playbook(
     extra_vars: dict | None = None, check: bool = False, verbose: bool = False
-) -> subprocess.CompletedProcess:
+) -> PlaybookRun:
     """Runs the scenario's converge playbook again on all its hosts, as
     Molecule does. extra_vars override the playbook's own (a user changing a
     variable); verbose adds -vvv."""
@@ -184,37 +240,27 @@ def run_playbook(
         command += ["--extra-vars", json.dumps(extra_vars)]
     if verbose:
         command.append("-vvv")
-    return subprocess.run(
+    done = subprocess.run(
         command,
-        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"},
+        env={
+            **os.environ,
+            "ANSIBLE_STDOUT_CALLBACK": JSON_CALLBACK,
+            "ANSIBLE_FORCE_COLOR": "0",
+            "ANSIBLE_NOCOLOR": "1",
+        },
         capture_output=True,
         text=True,
         timeout=600,
         check=False,
     )
-
-
-def changed_tasks(output: str) -> dict[str, list[str]]:
-    """For each host in a playbook's output, the tasks and handlers that
-    reported a change."""
-    recap = output[output.rindex("PLAY RECAP") :]
-    changed = {match.group(1): [] for match in re.finditer(r"^(\S+)\s+:\s+ok=", recap, re.M)}
-    task = ""
-    for line in output.splitlines():
-        if heading := re.match(r"^(?:TASK|RUNNING HANDLER) \[(.*)\]", line):
-            task = heading.group(1)
-        elif (change := re.match(r"^changed: \[([^\]]+)\]", line)) and task not in changed[
-            change.group(1)
-        ]:
-            changed[change.group(1)].append(task)
-    return changed
+    return PlaybookRun(done.returncode, done.stdout, done.stderr)
 
 
 def converge(extra_vars: dict | None = None, check: bool = False) -> dict[str, list[str]]:
-    """run_playbook that must succeed; returns changed_tasks."""
+    """run_playbook that must succeed; returns what changed on each host."""
     run = run_playbook(extra_vars, check)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    return changed_tasks(run.stdout)
+    assert run.returncode == 0, run.output[-6000:]
+    return run.changed()
 
 
 def scenario_hosts() -> list:

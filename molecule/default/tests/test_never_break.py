@@ -12,7 +12,6 @@ from conftest import (
     ROLE,
     ROLE_TOUCHED_DIRS,
     Probe,
-    changed_tasks,
     converge,
     put_file,
     run_playbook,
@@ -118,7 +117,7 @@ def story():
         "reloads_before": reloads_before,
         "pids_before": pids_before,
         "bad": bad,
-        "bad_changed": changed_tasks(bad.stdout),
+        "bad_changed": bad.changed(),
         "polled": polled,
         "after_bad": after_bad,
         "back": back,
@@ -135,7 +134,7 @@ def test_valid_extra_directive_is_applied(story):
 
 
 def test_rejected_configuration_fails_the_run_with_apaches_complaint(story):
-    output = story["bad"].stdout + story["bad"].stderr
+    output = story["bad"].messages()
     assert story["bad"].returncode != 0
     assert "Apache rejects the configuration" in output
     assert "NoSuchDirective" in output

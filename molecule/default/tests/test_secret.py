@@ -7,7 +7,7 @@ import json
 import time
 
 import pytest
-from conftest import Probe, changed_tasks, run_playbook, scenario_hosts, status
+from conftest import Probe, run_playbook, scenario_hosts, status
 
 CONF_DIR = "/etc/mod_wsgi_ws_sidecar"
 STORED = f"{CONF_DIR}/metrics-sidecar.secret"
@@ -108,7 +108,7 @@ def test_the_runs_predict_and_make_the_repair(changed_by_hand):
     assert check.returncode == 0, check.stdout[-3000:]
     assert verbose.returncode == 0, verbose.stdout[-3000:]
     for run in (check, verbose):
-        changed = changed_tasks(run.stdout)
+        changed = run.changed()
         for host in scenario_hosts():
             assert WRITE_SETTINGS in changed[host.backend.host], changed
 

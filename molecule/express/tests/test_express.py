@@ -159,7 +159,7 @@ def rejected_configuration() -> dict:
 
 def test_a_configuration_apache_rejects_is_never_loaded(host, probe, rejected_configuration):
     run = rejected_configuration["run"]
-    output = run.stdout + run.stderr
+    output = run.messages()
     assert run.returncode != 0
     assert "Apache rejects the configuration" in output
     assert "NoSuchDirective" in output

@@ -61,10 +61,6 @@ def sidecars(*extra: dict, **variables) -> dict:
     return {"mod_wsgi_ws_sidecar_sidecars": [METRICS, ECHO, *extra], **variables}
 
 
-def recap_changes(output: str) -> list[str]:
-    return re.findall(r"changed=(\d+)", output[output.rindex("PLAY RECAP") :])
-
-
 @pytest.fixture(scope="module")
 def broken() -> str:
     for host in scenario_hosts():
@@ -82,7 +78,7 @@ def broken() -> str:
     )
     converge()
     assert run.returncode != 0
-    return run.stdout + run.stderr
+    return run.messages()
 
 
 def test_a_sidecar_that_never_serves_fails_the_run_naming_it(broken):
@@ -165,9 +161,9 @@ def leftover_elsewhere() -> dict:
 
 def test_a_leftover_file_at_a_users_socket_path_is_refused_before_any_change(leftover_elsewhere):
     run = leftover_elsewhere["run"]
-    output = run.stdout + run.stderr
+    output = run.messages()
     assert run.returncode != 0
     assert "sidecars[1].socket: /srv/echo-run/echo.sock" in output, output[-3000:]
     assert "is a regular file" in output
-    assert recap_changes(output) == ["0"] * leftover_elsewhere["hosts"]
+    assert list(run.recap().values()) == [0] * leftover_elsewhere["hosts"]
     assert all(leftover_elsewhere["kept"].values())
