@@ -214,13 +214,22 @@ class PlaybookRun:
         return {host: stats[counter] for host, stats in self.result["stats"].items()}
 
     def messages(self) -> str:
-        """What every failed task said: its msg (a problem list joined), stderr."""
-        said = []
+        """What every failed task (or loop item) said: its msg, each problem of
+        a list on its own line, and its stderr."""
+        said: list[str] = []
+
+        def collect(result: dict) -> None:
+            msg = result.get("msg", "")
+            said.extend(msg if isinstance(msg, list) else [str(msg)])
+            said.append(result.get("stderr", ""))
+            # A failed loop's items do not all say "failed" (an assert's say
+            # "evaluated_to"): every item's words count.
+            for item in result.get("results", []):
+                collect(item)
+
         for _, _, result in self.results():
             if result.get("failed"):
-                msg = result.get("msg", "")
-                said += [*msg] if isinstance(msg, list) else [str(msg)]
-                said.append(result.get("stderr", ""))
+                collect(result)
         return "\n".join(said)
 
 
