@@ -10,7 +10,8 @@ import yaml
 from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.filter.rollback import rollback
 
 ROLE = Path(__file__).resolve().parents[1] / "roles/mod_wsgi_ws_sidecar"
-PREFIX = yaml.safe_load((ROLE / "vars/main.yml").read_text())["__mod_wsgi_ws_sidecar_written_prefix"]
+INTERNALS = yaml.safe_load((ROLE / "vars/main.yml").read_text())
+PREFIX = INTERNALS["__mod_wsgi_ws_sidecar_written_prefix"]
 
 CHANGED_SITE = {
     "changed": True,
