@@ -1,12 +1,13 @@
 """Headless Chromium driven over the DevTools protocol, run *inside* a container under test.
 
-Standard library only, like probe.py. Chromium (Debian's package) is started with a
-throwaway profile, no route off the host (every host name but 127.0.0.1 fails to
-resolve) and DevTools on a loopback port of its own choosing; one tab then runs the
-given steps in order. Every wait is bounded, and Chromium's whole process group is
-killed at the end, whatever happened. Prints one JSON document on stdout.
+Standard library only, like probe.py, with wsclient.py staged beside it as its
+WebSocket client. Chromium (Debian's package) is started with a throwaway profile, no
+route off the host (every host name but 127.0.0.1 fails to resolve) and DevTools on a
+loopback port of its own choosing; one tab then runs the given steps in order. Every
+wait is bounded, and Chromium's whole process group is killed at the end, whatever
+happened. Prints one JSON document on stdout.
 
-    python3 browser.py STEPS_JSON
+    python3 /opt/mws-test/browser.py STEPS_JSON   (wsclient.py in the same directory)
 
 STEPS_JSON is a list of steps, each an object naming what to "do":
 
@@ -29,7 +30,6 @@ dismissed, and uncaught exceptions in the page are recorded:
 """
 
 import argparse
-import base64
 import contextlib
 import json
 import os
@@ -37,7 +37,6 @@ import select
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -45,6 +44,8 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+
+import wsclient
 
 VIEWPORT = (1280, 800)
 CALL_TIMEOUT = 15.0  # one DevTools command
@@ -56,7 +57,7 @@ class BrowserError(Exception):
     pass
 
 
-# --- a minimal WebSocket client (RFC 6455) for the DevTools connection ----------------------
+# --- the DevTools connection: a WebSocket (wsclient.py) -------------------------------------
 
 
 class DevTools:
@@ -65,74 +66,29 @@ class DevTools:
     def __init__(self, ws_url: str):
         url = urllib.parse.urlsplit(ws_url)
         self.sock = socket.create_connection((url.hostname, url.port), CALL_TIMEOUT)
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall(
-            (
-                f"GET {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\n"
-                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = self.sock.recv(4096)
-            if not chunk:
-                raise BrowserError("DevTools closed during the handshake")
-            head += chunk
-        head, self.buffer = head.split(b"\r\n\r\n", 1)
-        if b" 101 " not in head.split(b"\r\n", 1)[0] + b" ":
-            raise BrowserError(f"DevTools handshake refused: {head[:200]!r}")
+        try:
+            answer = wsclient.handshake(self.sock, url.path, host=url.netloc)
+        except wsclient.ConnectionClosed as exc:
+            raise BrowserError("DevTools closed during the handshake") from exc
+        if answer.status != 101:
+            raise BrowserError(f"DevTools handshake refused: {answer.status_line!r}")
         self.next_id = 0
         self.dialogs: list[dict] = []
         self.exceptions: list[str] = []
         self.loaded = False
 
-    def _exact(self, n: int) -> bytes:
-        while len(self.buffer) < n:
-            chunk = self.sock.recv(max(65536, n - len(self.buffer)))
-            if not chunk:
-                raise BrowserError("DevTools connection closed")
-            self.buffer += chunk
-        data, self.buffer = self.buffer[:n], self.buffer[n:]
-        return data
-
-    def _send_frame(self, opcode: int, payload: bytes) -> None:
-        mask = os.urandom(4)
-        size = len(payload)
-        if size < 126:
-            header = struct.pack("!BB", 0x80 | opcode, 0x80 | size)
-        elif size < 1 << 16:
-            header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, size)
-        else:
-            header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, size)
-        # XOR with the repeated mask, as one big-integer operation.
-        key = (mask * (size // 4 + 1))[:size]
-        masked = (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(size, "big")
-        self.sock.sendall(header + mask + masked)
-
     def _message(self, wait: float) -> dict | None:
         """The next JSON message, or None if none starts within `wait` seconds."""
-        if not self.buffer and not select.select([self.sock], [], [], max(0.0, wait))[0]:
+        # wsclient buffers nothing, so what select() sees is all there is.
+        if not select.select([self.sock], [], [], max(0.0, wait))[0]:
             return None
-        parts = []
-        while True:  # a message may come in fragments; control frames may come between
-            first, second = self._exact(2)
-            size = second & 0x7F
-            if size == 126:
-                size = struct.unpack("!H", self._exact(2))[0]
-            elif size == 127:
-                size = struct.unpack("!Q", self._exact(8))[0]
-            payload = self._exact(size)
-            opcode = first & 0x0F
-            if opcode == 0x8:
-                raise BrowserError("DevTools sent close")
-            if opcode == 0x9:
-                self._send_frame(0xA, payload)
-                continue
-            if opcode in (0x0, 0x1, 0x2):
-                parts.append(payload)
-                if first & 0x80:
-                    return json.loads(b"".join(parts))
+        try:
+            opcode, payload = wsclient.read_message(self.sock)  # pings answered on the way
+        except wsclient.ConnectionClosed as exc:
+            raise BrowserError("DevTools connection closed") from exc
+        if opcode == wsclient.CLOSE:
+            raise BrowserError("DevTools sent close")
+        return json.loads(payload)
 
     def _event(self, message: dict) -> None:
         method, params = message.get("method"), message.get("params", {})
@@ -151,7 +107,7 @@ class DevTools:
     def send(self, method: str, params: dict | None = None) -> int:
         self.next_id += 1
         message = {"id": self.next_id, "method": method, "params": params or {}}
-        self._send_frame(0x1, json.dumps(message).encode())
+        wsclient.send_text(self.sock, json.dumps(message))
         return self.next_id
 
     def call(self, method: str, params: dict | None = None, timeout: float = CALL_TIMEOUT):
@@ -324,22 +280,10 @@ class Session:
 
     def hold(self, path: str, seconds: float, port: int = 80) -> dict:
         sock = socket.create_connection(("127.0.0.1", port), 5)
-        key = base64.b64encode(os.urandom(16)).decode()
-        sock.sendall(
-            (
-                f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            ).encode("latin-1")
-        )
-        head = b""
-        deadline = time.monotonic() + 5
-        while b"\r\n\r\n" not in head and time.monotonic() < deadline:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            head += chunk
-        status = head.split(b"\r\n", 1)[0].decode("latin-1")
+        try:
+            status = wsclient.handshake(sock, path).status_line
+        except wsclient.ConnectionClosed:
+            status = ""  # closed unanswered: reported, the steps go on
         thread = threading.Thread(target=drain, args=(sock, time.monotonic() + seconds))
         thread.start()
         self.threads.append(thread)

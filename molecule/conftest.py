@@ -18,7 +18,14 @@ import testinfra
 import yaml
 from testinfra.utils.ansible_runner import AnsibleRunner
 
-PROBE = (Path(__file__).parent / "probe.py").read_text()
+MOLECULE_DIR = Path(__file__).resolve().parent
+# Where the scripts the tests run inside a container are staged: outside /tmp, over
+# which Debian 13's systemd mounts a tmpfs at boot.
+STAGE_DIR = "/opt/mws-test"
+# probe.py as staged by staged_probe(), beside wsclient.py, the WebSocket client it imports.
+STAGED_PROBE = f"{STAGE_DIR}/probe.py"
+# (host, file name) already staged by this test session: the probe runs hundreds of times.
+_staged: set[tuple[str, str]] = set()
 # How Ansible names the role's tasks and handlers in its output.
 ROLE = "mod_wsgi_ws_sidecar.apache.mod_wsgi_ws_sidecar"
 # Where the role writes, and what Apache reads.
@@ -33,6 +40,27 @@ ROLE_TOUCHED_DIRS = (
 # The benchmark's load client, also the capacity tests' (staged in the container).
 LOAD_CLIENT = Path(__file__).resolve().parent.parent / "bench" / "loadclient.py"
 STAGED_LOAD_CLIENT = "/opt/mws-test/loadclient.py"
+
+
+def stage_scripts(host, *names: str) -> None:
+    """Copies these files of molecule/ into STAGE_DIR in the container, each once per
+    host and session, readable by every user (Probe.as_user runs the probe as another)."""
+    hostname = host.backend.get_hostname()
+    missing = [name for name in names if (hostname, name) not in _staged]
+    if not missing:
+        return
+    paths = [f"{STAGE_DIR}/{name}" for name in missing]
+    for name, path in zip(missing, paths, strict=True):
+        put_file(host, path, (MOLECULE_DIR / name).read_text())
+    done = host.run("chmod 0755 %s && chmod 0644" + " %s" * len(paths), STAGE_DIR, *paths)
+    assert done.rc == 0, done.stderr
+    _staged.update((hostname, name) for name in missing)
+
+
+def staged_probe(host) -> str:
+    """The path of probe.py in the container, staged there with wsclient.py if need be."""
+    stage_scripts(host, "probe.py", "wsclient.py")
+    return STAGED_PROBE
 
 
 class Probe:
@@ -52,7 +80,8 @@ class Probe:
     def _call(self, *args: str):
         # testinfra quotes each argument for the remote shell.
         prefix = f"runuser -u {self.user} -- " if self.user else ""
-        return self.host.run(prefix + "python3 -c %s" + " %s" * len(args), PROBE, *args)
+        probe = staged_probe(self.host)
+        return self.host.run(prefix + "python3 %s" + " %s" * len(args), probe, *args)
 
     def _run(self, *args: str) -> dict:
         result = self._call(*args)

@@ -2,8 +2,8 @@
 
 Two halves in one file:
 
-* run inside the container under test (staged beside probe.py, whose
-  WebSocket framing it reuses; standard library only), it injects one fault
+* run inside the container under test (staged beside wsclient.py, its
+  WebSocket client; standard library only), it injects one fault
   and measures what follows, all on loopback, every wait bounded:
 
       python3 faults.py cycle --action kill|graceful|restart --group G \\
@@ -23,7 +23,6 @@ Apache's argv[0], and their parent is Apache's main process.
 from __future__ import annotations
 
 import argparse
-import base64
 import itertools
 import json
 import os
@@ -36,11 +35,13 @@ import sys
 import time
 from pathlib import Path
 
+import wsclient  # beside this file, in molecule/ and in STAGE_DIR alike
+
 APACHE_ARGV0 = "/usr/sbin/apache2"
 APACHE_PID_FILE = "/run/apache2/apache2.pid"
 ERROR_LOG = "/var/log/apache2/error.log"
 DROP_WARNING = "WARNING dropping client"
-STAGE_DIR = "/opt/mws-test"
+STAGE_DIR = "/opt/mws-test"  # where stage() puts it: conftest.STAGE_DIR
 
 
 # --- inside the container ------------------------------------------------------------------
@@ -96,38 +97,24 @@ def ws_open(path: str, rcvbuf: int | None = None, timeout: float = 3.0) -> socke
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     sock.settimeout(timeout)
     sock.connect(("127.0.0.1", 80))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
-    head = b""
-    while b"\r\n\r\n" not in head:
-        byte = sock.recv(1)  # one at a time: not one byte of a frame is read here
-        if not byte:
-            raise ConnectionError("closed during the handshake")
-        head += byte
-    status = head.split(b"\r\n", 1)[0].decode("latin-1")
-    if " 101 " not in status + " ":
+    answer = wsclient.handshake(sock, path)  # reads the head only, frames stay
+    if answer.status != 101:
         sock.close()
-        raise ConnectionError(f"handshake refused: {status}")
+        raise ConnectionError(f"handshake refused: {answer.status_line}")
     return sock
 
 
 def first_frame(path: str, timeout: float) -> dict:
     """One snapshot or error frame through Apache, or raises."""
-    from probe import read_frame, send_frame
-
     sock = ws_open(path, timeout=timeout)
     try:
         while True:
-            opcode, payload = read_frame(sock)
-            if opcode == 0x9:
-                send_frame(sock, 0xA, payload)
-            elif opcode == 0x1:
-                return json.loads(payload)
-            elif opcode == 0x8:
+            frame = wsclient.read_frame(sock)
+            if frame.opcode == wsclient.PING:
+                wsclient.send_pong(sock, frame.payload)
+            elif frame.opcode == wsclient.TEXT:
+                return json.loads(frame.payload)
+            elif frame.opcode == wsclient.CLOSE:
                 raise ConnectionError("closed before the first frame")
     finally:
         sock.close()
@@ -230,10 +217,7 @@ def cycle(args) -> list[dict]:
 
 def ping_frames(count: int) -> bytes:
     """`count` masked ping frames with the largest payload a control frame may carry."""
-    payload = os.urandom(125)
-    mask = os.urandom(4)
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return (bytes([0x89, 0x80 | len(payload)]) + mask + masked) * count
+    return wsclient.encode_frame(wsclient.PING, os.urandom(125)) * count
 
 
 def stall(args) -> dict:
@@ -246,8 +230,6 @@ def stall(args) -> dict:
     kernel's socket buffers, megabytes on loopback, absorb the one small frame
     a second for hours before anything stays unsent in the sidecar).
     """
-    from probe import read_frame, send_frame
-
     (pid,) = [p["pid"] for p in sidecars(args.group)]
     log_offset = os.path.getsize(ERROR_LOG)
 
@@ -292,13 +274,14 @@ def stall(args) -> dict:
                 state["end"] = "byte budget spent"
         if not readable:
             continue
-        opcode, payload = read_frame(reader)
-        if opcode == 0x9:
-            send_frame(reader, 0xA, payload)
-        elif opcode == 0x1:
-            data = json.loads(payload)
+        # select() is exact here: wsclient buffers nothing between frames.
+        frame = wsclient.read_frame(reader)
+        if frame.opcode == wsclient.PING:
+            wsclient.send_pong(reader, frame.payload)
+        elif frame.opcode == wsclient.TEXT:
+            data = json.loads(frame.payload)
             frames.append((time.monotonic(), time.time(), data["seq"], data["time"]))
-        elif opcode == 0x8:
+        elif frame.opcode == wsclient.CLOSE:
             break
     reader.close()
     # A dropped staller's connection ends: what was in flight drains, then EOF.
@@ -360,12 +343,10 @@ RSS_SLACK_KB = 16 * 1024
 
 
 def stage(host) -> str:
-    """Copies this file and probe.py into the container; the staged faults.py."""
-    from conftest import put_file  # not at the top: this file also runs in the container
+    """Copies this file and wsclient.py into the container; the staged faults.py."""
+    from conftest import stage_scripts  # not at the top: this file also runs in the container
 
-    here = Path(__file__).resolve().parent
-    for name in ("faults.py", "probe.py"):
-        put_file(host, f"{STAGE_DIR}/{name}", (here / name).read_text())
+    stage_scripts(host, "faults.py", "wsclient.py")
     return f"{STAGE_DIR}/faults.py"
 
 
@@ -533,7 +514,6 @@ def assert_stalled_clients_dropped_without_harm(
 
 
 def main() -> int:
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # probe.py
     parser = argparse.ArgumentParser()
     parser.add_argument("kind", choices=["cycle", "stall"])
     parser.add_argument("--group", required=True)

@@ -1,8 +1,8 @@
 """HTTP and WebSocket probe the tests run *inside* a container under test.
 
 Standard library only, so it checks the deployment without leaning on what
-the deployment installed. Every call is bounded in time. Prints one JSON
-document on stdout.
+the deployment installed; its WebSocket client is wsclient.py, staged beside
+it. Every call is bounded in time. Prints one JSON document on stdout.
 
     python3 probe.py http PATH [--host-header H] [--header "N: V"] [--port P] [--tls --cafile F]
     python3 probe.py ws PATH [--frames N] [--timeout S] [--send TEXT] [--idle S] ...
@@ -21,12 +21,12 @@ import argparse
 import base64
 import http.client
 import json
-import os
 import socket
 import ssl
-import struct
 import sys
 import time
+
+import wsclient  # staged beside this file
 
 
 def connect(args) -> socket.socket:
@@ -68,35 +68,6 @@ def http_get(args) -> dict:
     return result
 
 
-def read_exact(sock: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise ConnectionError("connection closed mid-frame")
-        data += chunk
-    return data
-
-
-def read_frame(sock: socket.socket) -> tuple[int, bytes]:
-    first, second = read_exact(sock, 2)
-    length = second & 0x7F
-    if length == 126:
-        length = struct.unpack("!H", read_exact(sock, 2))[0]
-    elif length == 127:
-        length = struct.unpack("!Q", read_exact(sock, 8))[0]
-    if second & 0x80:
-        read_exact(sock, 4)  # servers never mask, but be tolerant
-    return first & 0x0F, read_exact(sock, length)
-
-
-def send_frame(sock: socket.socket, opcode: int, payload: bytes) -> None:
-    # Clients must mask their frames (RFC 6455 5.3); payloads here are tiny.
-    mask = os.urandom(4)
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    sock.sendall(bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + masked)
-
-
 def decode(payload: bytes):
     text = payload.decode("utf-8")
     try:
@@ -116,43 +87,31 @@ def request_headers(args) -> dict:
 def websocket(args) -> dict:
     started = time.monotonic()
     sock = connect(args)
-    key = base64.b64encode(os.urandom(16)).decode()
-    extra = "".join(f"{name}: {value}\r\n" for name, value in request_headers(args).items())
-    request = (
-        f"GET {args.path} HTTP/1.1\r\nHost: {args.host_header or '127.0.0.1'}\r\n"
-        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    answer = wsclient.handshake(
+        sock, args.path, args.host_header or "127.0.0.1", request_headers(args)
     )
-    sock.sendall(request.encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise ConnectionError("closed during handshake")
-        head += chunk
-    status_line = head.split(b"\r\n", 1)[0].decode()
-    if " 101 " not in status_line + " ":
-        return {"handshake": status_line, "frames": []}
+    if answer.status != 101:
+        return {"handshake": answer.status_line, "frames": []}
     if args.idle:
         # Silent on both sides: only the proxy's idle timeout can end this.
         time.sleep(args.idle)
     if args.send is not None:
-        send_frame(sock, 0x1, args.send.encode())
+        wsclient.send_text(sock, args.send)
     received = []
     while len(received) < args.frames:
         if time.monotonic() - started > args.timeout:
             raise TimeoutError(f"only {len(received)} of {args.frames} frames in {args.timeout} s")
-        opcode, payload = read_frame(sock)
-        if opcode == 0x9:  # ping: answer so heartbeats do not drop us
-            send_frame(sock, 0xA, payload)
-        elif opcode == 0x1:
-            received.append({"at": time.time(), "data": decode(payload)})
-        elif opcode == 0x8:
+        frame = wsclient.read_frame(sock)
+        if frame.opcode == wsclient.PING:  # answer, so heartbeats do not drop us
+            wsclient.send_pong(sock, frame.payload)
+        elif frame.opcode == wsclient.TEXT:
+            received.append({"at": time.time(), "data": decode(frame.payload)})
+        elif frame.opcode == wsclient.CLOSE:
             break
-    send_frame(sock, 0x8, struct.pack("!H", 1000))
+    wsclient.send_close(sock)
     sock.close()
     return {
-        "handshake": status_line,
+        "handshake": answer.status_line,
         "elapsed": time.monotonic() - started,
         "frames": received,
     }

@@ -1,6 +1,7 @@
 """Shared setup for the unit tests.
 
-files/sidecar.py is deployed as a plain module, so the tests import it from files/.
+files/sidecar.py is deployed as a plain module, so the tests import it from files/;
+molecule/wsclient.py, the tests' WebSocket client, comes from molecule/.
 The collection's Python (plugins/) imports itself by its full name, as Ansible
 loads it: the tests reach it through a link ansible_collections/mod_wsgi_ws_sidecar/
 apache -> the repository, in a temporary directory on sys.path.
@@ -22,11 +23,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES_DIR = ROOT / "files"
+MOLECULE_DIR = ROOT / "molecule"
 FIXTURES_DIR = Path(__file__).resolve().parent / "fixtures"
 SCOREBOARD_FILES = sorted(FIXTURES_DIR.glob("scoreboard-*.json"))
 
 if str(FILES_DIR) not in sys.path:
     sys.path.insert(0, str(FILES_DIR))
+# Last, so that molecule/conftest.py never stands in for this one.
+if str(MOLECULE_DIR) not in sys.path:
+    sys.path.append(str(MOLECULE_DIR))
 
 COLLECTIONS_DIR = Path(tempfile.mkdtemp(prefix="mws-collections-"))
 atexit.register(shutil.rmtree, COLLECTIONS_DIR, ignore_errors=True)

@@ -7,12 +7,10 @@ bounded by a timeout, and poll intervals are small so the whole file runs in sec
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import itertools
 import json
 import logging
-import os
 import socket
 import stat
 import struct
@@ -26,6 +24,7 @@ from typing import Any
 import aiohttp
 import pytest
 import sidecar
+import wsclient
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -85,25 +84,20 @@ def max_gap(frames: list[tuple[float, dict[str, Any]]]) -> float:
 
 
 async def raw_upgrade(port: int, rcvbuf: int | None = None) -> socket.socket:
-    """A WebSocket client done by hand: handshake, then the test decides whether to read."""
-    loop = asyncio.get_running_loop()
+    """A WebSocket client of our own: handshake, then the test decides whether to read."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     if rcvbuf:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    sock.setblocking(False)
-    await loop.sock_connect(sock, ("127.0.0.1", port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    request = (
-        f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    await loop.sock_sendall(sock, request.encode())
-    head = b""
-    while not head.endswith(b"\r\n\r\n"):  # byte by byte: stop exactly at the end of headers
-        byte = await loop.sock_recv(sock, 1)
-        assert byte, f"connection closed during handshake: {head!r}"
-        head += byte
-    assert head.startswith(b"HTTP/1.1 101"), head
+    sock.settimeout(5)
+
+    def upgrade() -> wsclient.Response:
+        sock.connect(("127.0.0.1", port))
+        return wsclient.handshake(sock, "/ws", host=f"127.0.0.1:{port}")
+
+    # wsclient blocks: in a thread, so that this loop goes on serving the handshake.
+    answer = await asyncio.to_thread(upgrade)
+    assert answer.status == 101, answer
+    sock.setblocking(False)  # for the loop's sock_recv; nothing past the head was read
     return sock
 
 

@@ -39,6 +39,8 @@ CONTAINERS = {
 }
 # Staged outside /tmp: Debian 13 mounts a tmpfs over it at boot.
 PROBE = "/usr/local/share/mws-probe.py"
+# The probe imports its WebSocket client from its own directory.
+WSCLIENT = "/usr/local/share/wsclient.py"
 
 
 def readme_files() -> dict[str, str]:
@@ -115,11 +117,15 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         for name, image in CONTAINERS.items():
             start = f'. "{ROOT}/scripts/lib/common.sh"; start_systemd_container "$0" "$1"'
             subprocess.run(["bash", "-c", start, name, image], check=True, timeout=120)
-            subprocess.run(
-                ["docker", "cp", str(ROOT / "molecule/probe.py"), f"{name}:{PROBE}"],
-                check=True,
-                timeout=60,
-            )
+            for source, staged in (
+                ("molecule/probe.py", PROBE),
+                ("molecule/wsclient.py", WSCLIENT),
+            ):
+                subprocess.run(
+                    ["docker", "cp", str(ROOT / source), f"{name}:{staged}"],
+                    check=True,
+                    timeout=60,
+                )
         yield project
     finally:
         for name in CONTAINERS:

@@ -21,6 +21,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 NAME = f"{os.environ.get('MWS_CONTAINER_PREFIX', 'mws')}-demo-test"
 PROBE = "/usr/local/share/mws-probe.py"
+# The probe imports its WebSocket client from its own directory.
+WSCLIENT = "/usr/local/share/wsclient.py"
 
 
 def free_port() -> int:
@@ -66,7 +68,8 @@ def test_published_on_this_machines_loopback_only(demo) -> None:
 
 def test_dashboard_refused_to_other_addresses(demo) -> None:
     # 127.0.0.2 inside the container stands in for any other machine.
-    subprocess.run(["docker", "cp", str(ROOT / "molecule/probe.py"), f"{NAME}:{PROBE}"], check=True)
+    for source, staged in (("molecule/probe.py", PROBE), ("molecule/wsclient.py", WSCLIENT)):
+        subprocess.run(["docker", "cp", str(ROOT / source), f"{NAME}:{staged}"], check=True)
     for kind, path in (("http", "/metrics/"), ("ws", "/metrics/ws")):
         answer = json.loads(
             subprocess.run(

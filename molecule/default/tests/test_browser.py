@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import STAGE_DIR, stage_scripts
 
-BROWSER = (Path(__file__).resolve().parents[2] / "browser.py").read_text()
 REPO = Path(__file__).resolve().parents[3]
 URL = "http://127.0.0.1/metrics/"
 
@@ -45,7 +45,9 @@ UPTIME = re.compile(r"^(?:(\d+)d )?(?:(\d+)h )?(\d+)m (\d+)s$")
 def browse(host, steps: list[dict], limit: int = 150) -> dict:
     """Runs the steps in one Chromium tab inside the container; the whole run,
     Chromium's start and end included, is bounded by `limit` seconds."""
-    result = host.run("timeout -k 10 %s python3 -c %s %s", str(limit), BROWSER, json.dumps(steps))
+    stage_scripts(host, "browser.py", "wsclient.py")
+    browser = f"{STAGE_DIR}/browser.py"
+    result = host.run("timeout -k 10 %s python3 %s %s", str(limit), browser, json.dumps(steps))
     assert result.rc == 0, f"browser.py: rc {result.rc}\n{result.stdout[-4000:]}\n{result.stderr}"
     report = json.loads(result.stdout)
     assert report["exceptions"] == [], report["exceptions"]  # the page's own script never throws

@@ -6,11 +6,11 @@ ProxyPass has timeout=3600."""
 import json
 
 from conftest import (
-    PROBE,
     REMOTE,
     enabled_apache_config,
     load,
     proxy_passes,
+    staged_probe,
     status,
     wsgi_daemon_groups,
 )
@@ -47,12 +47,13 @@ def test_metrics_sidecar_reads_the_scoreboard(probe):
 
 def test_both_sidecars_serve_at_once(host):
     # A dashboard stream and an echo exchange in flight at the same moment.
+    probe = staged_probe(host)
     both = host.run(
-        "python3 -c %s ws /metrics/ws --frames 3 --timeout 5 > /tmp/metrics.json & "
-        "python3 -c %s ws /ws/echo --send concurrent --idle 1 --timeout 5 > /tmp/echo.json; "
+        "python3 %s ws /metrics/ws --frames 3 --timeout 5 > /tmp/metrics.json & "
+        "python3 %s ws /ws/echo --send concurrent --idle 1 --timeout 5 > /tmp/echo.json; "
         "wait $! && cat /tmp/metrics.json && echo && cat /tmp/echo.json",
-        PROBE,
-        PROBE,
+        probe,
+        probe,
     )
     assert both.rc == 0, both.stderr
     metrics, echo = (json.loads(line) for line in both.stdout.splitlines())
