@@ -238,6 +238,17 @@ class PlaybookRun:
                 changed[host].append(name)
         return changed
 
+    def changed_paths(self) -> dict[str, list[str]]:
+        """For each host, the paths its file tasks (write_files entries, or
+        copy, template and file results) changed, in order."""
+        paths: dict[str, list[str]] = {host: [] for host in self.result["stats"]}
+        for host, _, result in self.results():
+            for item in result.get("results", [result]):
+                path = (item.get("dest") or item.get("path")) if isinstance(item, dict) else None
+                if path and item.get("changed"):
+                    paths[host].append(path)
+        return paths
+
     def recap(self, counter: str = "changed") -> dict[str, int]:
         """One counter of the play recap (ok, changed, failures...) per host."""
         return {host: stats[counter] for host, stats in self.result["stats"].items()}
@@ -296,9 +307,14 @@ def run_playbook(
 
 def converge(extra_vars: dict | None = None, check: bool = False) -> dict[str, list[str]]:
     """run_playbook that must succeed; returns what changed on each host."""
+    return converge_run(extra_vars, check).changed()
+
+
+def converge_run(extra_vars: dict | None = None, check: bool = False) -> PlaybookRun:
+    """run_playbook that must succeed."""
     run = run_playbook(extra_vars, check)
     assert run.returncode == 0, run.output[-6000:]
-    return run.changed()
+    return run
 
 
 def scenario_hosts() -> list:

@@ -29,10 +29,12 @@ def role_constants() -> dict[str, Any]:
     """The constants tasks/plan.yml hands the plan, read from that task."""
     (task, _) = yaml.safe_load((ROLE / "tasks/plan.yml").read_text())
     templated = task["vars"]["__mod_wsgi_ws_sidecar_constants"]
-    return {
-        key: ROLE_VARS[re.fullmatch(r"\{\{ (\S+) \}\}", value).group(1)]
-        for key, value in templated.items()
-    }
+    constants = {}
+    for key, value in templated.items():
+        variable = re.fullmatch(r"\{\{ (\S+) \}\}", value)
+        # ansible_managed | comment, as Ansible's default renders it.
+        constants[key] = ROLE_VARS[variable.group(1)] if variable else "#\n# Ansible managed\n#"
+    return constants
 
 
 CONSTANTS = role_constants()

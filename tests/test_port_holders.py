@@ -1,4 +1,4 @@
-"""Who else listens where a sidecar would (plugins/modules/port_holders.py),
+"""Who else listens where a sidecar would (plugins/module_utils/port_holders.py),
 against real listening sockets on this machine."""
 
 from __future__ import annotations
@@ -7,14 +7,9 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "plugins/modules"))
-
-import port_holders  # noqa: E402
+from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils import port_holders
 
 
 def free_port() -> int:

@@ -9,6 +9,7 @@ one in .state/venv-oldest (scripts/test.sh runs both).
 
 from __future__ import annotations
 
+import grp
 import json
 import os
 import subprocess
@@ -80,27 +81,24 @@ def check_types(settings: dict[str, Any]) -> None:
 
 
 def settings_task() -> dict[str, Any]:
-    """The role's own task that writes NAME.json."""
-    tasks = yaml.safe_load((ROLE / "tasks/sidecars.yml").read_text())
-    (task,) = [t for t in tasks if t["name"] == "Write each sidecar's configuration"]
-    return task
+    """The role's own task that writes NAME.json (with the secrets), without
+    its handler and no_log, so that a failure shows."""
+    tasks = yaml.safe_load((ROLE / "tasks/secrets.yml").read_text())
+    (task,) = [t for t in tasks if "mod_wsgi_ws_sidecar.apache.write_files" in t]
+    return {key: value for key, value in task.items() if key not in ("notify", "no_log")}
 
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     """Runs the role's plan and settings tasks on this venv's ansible-core,
-    writing into a temp dir."""
+    writing into a temp dir (as root, who owns the files)."""
     work = tmp_path_factory.mktemp("render")
     link = work / "collections/ansible_collections/mod_wsgi_ws_sidecar/apache"
     link.parent.mkdir(parents=True)
     link.symlink_to(ROOT)
-    task = settings_task()
+    # The role's templates, where a play outside the role looks for them.
+    (work / "templates").symlink_to(ROLE / "templates")
     plan_task = yaml.safe_load((ROLE / "tasks/plan.yml").read_text())[0]
-    copy = {
-        "content": task["ansible.builtin.copy"]["content"],
-        "dest": str(work / "{{ __mod_wsgi_ws_sidecar_sidecar.name }}.json"),
-        "mode": "0600",
-    }
     play = [
         {
             "name": "Render the sidecars' settings as the role does",
@@ -111,16 +109,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, An
                 str(ROLE / "vars/main.yml"),
                 str(ROLE / "vars/Debian.yml"),
             ],
-            "tasks": [
-                plan_task,
-                {
-                    "name": task["name"],
-                    "ansible.builtin.copy": copy,
-                    "loop": task["loop"],
-                    "loop_control": task["loop_control"],
-                    "vars": task.get("vars", {}),
-                },
-            ],
+            "tasks": [plan_task, settings_task()],
         }
     ]
     (work / "play.yml").write_text(yaml.safe_dump(play))
@@ -128,7 +117,10 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, An
         json.dumps(
             {
                 "mod_wsgi_ws_sidecar_sidecars": SIDECARS,
+                "mod_wsgi_ws_sidecar_group": grp.getgrgid(os.getgid()).gr_name,
                 "__mod_wsgi_ws_sidecar_secrets": SECRETS,
+                "__mod_wsgi_ws_sidecar_conf_dir": str(work / "conf"),
+                "__mod_wsgi_ws_sidecar_secrets_conf": str(work / "conf/apache-secrets.conf"),
                 "role_path": str(ROLE),
             }
         )
@@ -151,7 +143,8 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, An
         check=False,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return {s["name"]: json.loads((work / f"{s['name']}.json").read_text()) for s in SIDECARS}
+    conf = work / "conf"
+    return {s["name"]: json.loads((conf / f"{s['name']}.json").read_text()) for s in SIDECARS}
 
 
 def test_the_roles_task_writes_json_types_on_this_ansible_core(rendered) -> None:

@@ -47,8 +47,8 @@ def undo_command(result: Mapping[str, Any]) -> str | None:
 
 def rollback(results: Sequence[Any]) -> dict[str, list[Any]]:
     """From the run's registered results: files to restore from their backups,
-    files the run created (to remove), every backup, and the link commands
-    to undo, last change first."""
+    files the run created (to remove), every backup, the link commands to
+    undo, last change first, and whether a change needs Apache restarted."""
     changed = changed_results(results)
     files = [r for r in changed if "dest" in r]
     restore = [
@@ -58,8 +58,12 @@ def rollback(results: Sequence[Any]) -> dict[str, list[Any]]:
     ]
     undo = [cmd for r in changed if (cmd := undo_command(r))]
     return {
+        # A change write_files marks as needing a full restart of Apache.
+        "restart": any(r.get("restart") for r in changed),
         "restore": restore,
-        "created": [r["dest"] for r in files if "backup_file" not in r],
+        # write_files says whether it created a file; copy and template
+        # leave no backup of a file they created.
+        "created": [r["dest"] for r in files if r.get("created", "backup_file" not in r)],
         "backups": [r["backup_file"] for r in files if "backup_file" in r],
         "undo": undo[::-1],
     }

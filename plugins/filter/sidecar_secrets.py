@@ -46,6 +46,21 @@ def sidecar_secrets(found: Sequence[Mapping[str, Any]], rotate: bool = False) ->
     return chosen
 
 
+def with_secrets(entries: Sequence[Mapping[str, Any]], secrets: Mapping[str, str]) -> list[dict]:
+    """The plan's private write_files entries with each sidecar's secret in
+    place: the whole NAME.secret file, or the `secret` field of NAME.json."""
+    filled = []
+    for entry in entries:
+        entry = dict(entry)
+        name = entry.pop("secret_of", None)
+        if name is not None and "json" in entry:
+            entry["json"] = {**entry["json"], "secret": secrets[name]}
+        elif name is not None:
+            entry["content"] = secrets[name] + "\n"
+        filled.append(entry)
+    return filled
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"sidecar_secrets": sidecar_secrets}
+        return {"sidecar_secrets": sidecar_secrets, "with_secrets": with_secrets}

@@ -24,6 +24,10 @@ from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils.address
     invalid_networks,
     parse_listen,
 )
+from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils.files import sidecar_files
+from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils.host_rules import (
+    what_to_look_at,
+)
 from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils.sizing import mpm_sizing
 
 PREFIX = "mod_wsgi_ws_sidecar_"
@@ -610,4 +614,16 @@ def build_plan(variables: Mapping[str, Any], constants: Mapping[str, Any]) -> di
         "other_service": c["apache_service"] if express else c["express_service"],
         "other_unit": c["apache_unit"] if express else c["express_unit"],
         "readiness": readiness(sidecars, v, internal),
+        # Only a plan without problems is used, and only its sidecars are whole.
+        "files": {} if plan.problems else sidecar_files(sidecars, v, c),
+        "host_checks": {}
+        if plan.problems
+        else what_to_look_at(
+            v,
+            c,
+            sidecars,
+            internal,
+            venv,
+            mpm["open_files"],
+        ),
     }

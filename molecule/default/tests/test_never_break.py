@@ -13,6 +13,7 @@ from conftest import (
     ROLE_TOUCHED_DIRS,
     Probe,
     converge,
+    converge_run,
     put_file,
     run_playbook,
     scenario_hosts,
@@ -108,7 +109,7 @@ def story():
         }
         for h in hosts
     }
-    back = converge()
+    back = converge_run()
     yield {
         "hosts": hosts,
         "good": good,
@@ -120,7 +121,8 @@ def story():
         "bad_changed": bad.changed(),
         "polled": polled,
         "after_bad": after_bad,
-        "back": back,
+        "back": back.changed(),
+        "back_paths": back.changed_paths(),
         "user_before": user_before,
     }
     for host in hosts:
@@ -162,11 +164,13 @@ def test_converge_after_a_rejected_run_changes_only_what_was_asked(story):
     # the site file and the reload, nothing left over from the failed run.
     for name, changed in story["back"].items():
         assert changed == [
-            f"{ROLE} : Write the Apache site",
+            f"{ROLE} : Write the Apache site, the mpm_event sizing, the open-files limit"
+            " and the mod_wsgi in use",
             f"{ROLE} : Remove the backups of the accepted files",
             f"{ROLE} : Check the Apache configuration (mod_wsgi_ws_sidecar)",
             f"{ROLE} : Reload Apache (mod_wsgi_ws_sidecar)",
         ], name
+        assert story["back_paths"][name] == [SITE_FILE], name
 
 
 def test_users_own_sites_and_config_survive_every_converge(story):

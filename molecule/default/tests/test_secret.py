@@ -15,7 +15,8 @@ SETTINGS = f"{CONF_DIR}/metrics-sidecar.json"
 APACHE_COPY = f"{CONF_DIR}/apache-secrets.conf"
 SITE = "/etc/apache2/sites-available/mod_wsgi_ws_sidecar.conf"
 WRITE_SETTINGS = (
-    "mod_wsgi_ws_sidecar.apache.mod_wsgi_ws_sidecar : Write each sidecar's configuration"
+    "mod_wsgi_ws_sidecar.apache.mod_wsgi_ws_sidecar : Write each sidecar's secret and settings,"
+    " and Apache's copy of the secrets"
 )
 # What an operator's slip writes into the sidecar's copy.
 BY_HAND = "h" * 43

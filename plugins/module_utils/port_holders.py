@@ -1,39 +1,17 @@
 """Finds the programs, other than mod_wsgi's daemon processes, that listen
-where a sidecar's TCP listener would be."""
+where a sidecar's TCP listener would be (for plugins/modules/host_facts.py).
+
+A sidecar could not bind a port another program holds, and a connection to
+it would reach that program instead. The listeners that count are those
+that accept a connection to 127.0.0.1 (bound to 127.0.0.1, to every IPv4
+address, or dual-stack to every address); mod_wsgi's daemon processes
+(their title starts with "(wsgi:"), where the role's sidecars run, are left
+out."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-
-from ansible.module_utils.basic import AnsibleModule
-
-DOCUMENTATION = r"""
-module: port_holders
-short_description: Name the programs other than mod_wsgi daemons listening on loopback ports
-description:
-  - For each port, the processes holding a listening TCP socket that would
-    accept a connection to 127.0.0.1 on it (bound to 127.0.0.1, to every
-    IPv4 address, or dual-stack to every address), leaving out mod_wsgi's
-    daemon processes (their title starts with C((wsgi:)), where the role's
-    sidecars run.
-  - A sidecar could not bind a port another program holds, and a connection
-    to it would reach that program instead. Reads only; runs in check mode.
-options:
-  ports:
-    description: The sidecars' TCP ports.
-    type: list
-    elements: int
-    required: true
-author: mod_wsgi_ws_sidecar maintainers
-"""
-
-RETURN = r"""
-holders:
-  description: Port (as a string) -> "COMMAND LINE (pid N)" of each other program listening there.
-  type: dict
-  returned: always
-"""
 
 LISTEN = "0A"
 # Local addresses, as /proc/net/tcp{,6} spell them, that accept 127.0.0.1.
@@ -95,15 +73,3 @@ def holders(ports: list[int], proc: str = "/proc") -> dict[str, list[str]]:
         port: [f"{cmdline} (pid {pid})" for cmdline, pid in programs.items()]
         for port, programs in found.items()
     }
-
-
-def main() -> None:
-    module = AnsibleModule(
-        argument_spec={"ports": {"type": "list", "elements": "int", "required": True}},
-        supports_check_mode=True,
-    )
-    module.exit_json(changed=False, holders=holders(module.params["ports"]))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,157 @@
+"""Reads, in one round trip, what the role's host checks need: which paths
+exist and what they are, whether the host has an address, who else listens
+on the sidecars' ports, the open-files limit services may have, and the
+versions of some Pythons. Reads only; the rules on these facts are
+plugins/module_utils/host_rules.py."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import stat
+import subprocess
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils.port_holders import (
+    holders,
+)
+
+DOCUMENTATION = r"""
+module: host_facts
+short_description: What the role's host checks need, in one round trip
+description:
+  - Reads only; runs in check mode.
+options:
+  paths:
+    description: Paths to look at.
+    type: list
+    elements: str
+    default: []
+  bind:
+    description: An address to bind port 0 on, to show the host has it ("" for none).
+    type: str
+    default: ""
+  ports:
+    description: TCP ports whose other listeners to name (plugins/module_utils/port_holders.py).
+    type: list
+    elements: int
+    default: []
+  interpreters:
+    description: Pythons whose major.minor version to read, where executable.
+    type: list
+    elements: str
+    default: []
+author: mod_wsgi_ws_sidecar maintainers
+"""
+
+RETURN = r"""
+paths:
+  description: >-
+    Path -> exists and islnk (of the path itself), isreg, isdir, issock
+    and executable (of what a link leads to).
+  type: dict
+  returned: always
+bind_error:
+  description: Why binding the address failed, "" when it worked or none was given.
+  type: str
+  returned: always
+holders:
+  description: Port (as a string) -> "COMMAND LINE (pid N)" of each other program listening there.
+  type: dict
+  returned: always
+open_files_limit:
+  description: >-
+    The hard open-files limit of PID 1 ("unlimited" or a number as a
+    string), which services get at most.
+  type: str
+  returned: always
+python_versions:
+  description: Interpreter -> "major.minor", for those that are executable.
+  type: dict
+  returned: always
+"""
+
+
+def describe(path: str) -> dict[str, bool]:
+    """What is at the path: exists and islnk of the path itself, the kind
+    of what a link leads to (a certificate is often a link)."""
+    try:
+        own = os.lstat(path).st_mode
+    except OSError:
+        return dict.fromkeys(("exists", "isreg", "isdir", "issock", "islnk", "executable"), False)
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = own  # a link to nothing
+    return {
+        "exists": True,
+        "islnk": stat.S_ISLNK(own),
+        "isreg": stat.S_ISREG(mode),
+        "isdir": stat.S_ISDIR(mode),
+        "issock": stat.S_ISSOCK(mode),
+        "executable": stat.S_ISREG(mode) and os.access(path, os.X_OK),
+    }
+
+
+def bind_error(address: str) -> str:
+    if not address:
+        return ""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    try:
+        with socket.socket(family) as probe:
+            probe.bind((address, 0))
+    except OSError as error:
+        return str(error)
+    return ""
+
+
+def open_files_limit(limits: str = "/proc/1/limits") -> str:
+    """Services get at most the hard limit PID 1 has (systemd cannot raise
+    its own without CAP_SYS_RESOURCE, as in an unprivileged container)."""
+    with open(limits, encoding="ascii") as stream:
+        found = re.search(r"^Max open files\s+\S+\s+(\S+)", stream.read(), re.MULTILINE)
+    return found.group(1) if found else "unlimited"
+
+
+def python_version(interpreter: str) -> str | None:
+    if not (os.path.isfile(interpreter) and os.access(interpreter, os.X_OK)):
+        return None
+    done = subprocess.run(
+        [interpreter, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "paths": {"type": "list", "elements": "str", "default": []},
+            "bind": {"type": "str", "default": ""},
+            "ports": {"type": "list", "elements": "int", "default": []},
+            "interpreters": {"type": "list", "elements": "str", "default": []},
+        },
+        supports_check_mode=True,
+    )
+    params = module.params
+    versions = {}
+    for interpreter in params["interpreters"]:
+        version = python_version(interpreter)
+        if version:
+            versions[interpreter] = version
+    module.exit_json(
+        changed=False,
+        paths={path: describe(path) for path in params["paths"]},
+        bind_error=bind_error(params["bind"]),
+        holders=holders(params["ports"]),
+        open_files_limit=open_files_limit(),
+        python_versions=versions,
+    )
+
+
+if __name__ == "__main__":
+    main()
