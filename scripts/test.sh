@@ -7,6 +7,12 @@
 #   scripts/test.sh                  everything
 #   scripts/test.sh lint|unit|user   one suite
 #   scripts/test.sh molecule [S...]  Molecule scenarios (all, or those named)
+#   scripts/test.sh lane ITEM...     the user suite and scenarios named, in order
+#
+# Everything runs lint and unit first, then two lanes side by side (each
+# scenario's containers are its own): the scenarios whose tests time
+# recoveries and capacity, one after another, and beside them the user
+# suite and the other scenarios. MWS_TEST_LANES=1 runs them all in one.
 #
 # unit: fast tests without Docker, run twice: on the pinned toolchain
 # (.venv) and on the oldest ansible-core the collection claims with Debian
@@ -108,6 +114,55 @@ run_scenario() {
   count_pytest "molecule ${scenario} ($((SECONDS - started)) s)" ${rc} "${log}"
 }
 
+# The user suite or scenarios named, one after another.
+run_lane() {
+  local item
+  for item in "$@"; do
+    if [ "${item}" = user ]; then run_user; else run_scenario "${item}"; fi
+  done
+}
+
+# The scenarios whose tests time recoveries, capacity and timeouts.
+TIMED_SCENARIOS=(default unix-socket own-sidecar)
+
+# The user suite and every scenario in two lanes run side by side (see the
+# top), each lane a run of this script whose closing line adds to the totals.
+run_lanes() {
+  local timed=() others=(user) scenario dir lane_log pid pids=() logs=() counts
+  for dir in molecule/*/molecule.yml; do
+    scenario=$(basename "$(dirname "${dir}")")
+    if [[ " ${TIMED_SCENARIOS[*]} " == *" ${scenario} "* ]]; then
+      timed+=("${scenario}")
+    else
+      others+=("${scenario}")
+    fi
+  done
+  if [ "${MWS_TEST_LANES:-2}" = 1 ]; then
+    run_lane "${others[@]}" "${timed[@]}"
+    return
+  fi
+  for lane in "${timed[*]}" "${others[*]}"; do
+    lane_log="${LOG_DIR}/lane-${lane%% *}.log"
+    say "lane: ${lane} (log: ${lane_log})"
+    # shellcheck disable=SC2086 # one word per suite
+    "$0" lane ${lane} >"${lane_log}" 2>&1 &
+    pids+=($!)
+    logs+=("${lane_log}")
+  done
+  for pid in "${pids[@]}"; do wait "${pid}"; done
+  for lane_log in "${logs[@]}"; do
+    grep -v -E '^[0-9]+ passed, [0-9]+ failed$' "${lane_log}" >&2
+    counts=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "${lane_log}" | tail -n 1)
+    if [ -z "${counts}" ]; then
+      say "a lane ended without its counts (see ${lane_log})"
+      FAILED=$((FAILED + 1))
+      continue
+    fi
+    PASSED=$((PASSED + ${counts%% passed*}))
+    FAILED=$((FAILED + $(sed -E 's/.* ([0-9]+) failed$/\1/' <<<"${counts}")))
+  done
+}
+
 run_molecule() {
   local scenarios=("$@")
   if [ ${#scenarios[@]} = 0 ]; then
@@ -123,8 +178,9 @@ case "${1:-all}" in
   unit) run_unit ;;
   user) run_user ;;
   molecule) shift; run_molecule "$@" ;;
-  all) run_lint; run_unit; run_user; run_molecule ;;
-  *) die "unknown suite '$1' (lint, unit, user, molecule)" ;;
+  lane) shift; run_lane "$@" ;;
+  all) run_lint; run_unit; run_lanes ;;
+  *) die "unknown suite '$1' (lint, unit, user, molecule, lane)" ;;
 esac
 say "total wall time: $((SECONDS - started)) s"
 echo "${PASSED} passed, ${FAILED} failed"
