@@ -163,6 +163,24 @@ def test_a_directory_gets_its_setgid_mode(tmp_path: Path) -> None:
     assert apply(directory)[0][0]["changed"] is False
 
 
+def test_an_existing_directory_gets_its_mode_back(tmp_path: Path) -> None:
+    conf = tmp_path / "conf"
+    conf.mkdir(mode=0o777)
+    conf.chmod(0o777)
+    directory = {
+        "dest": str(conf),
+        "state": "directory",
+        "owner": OWNER,
+        "group": GROUP,
+        "mode": "0750",
+    }
+    results, diffs = apply(directory, check=True)
+    assert results[0]["changed"] is True and mode_of(conf) == 0o777
+    assert (diffs[0]["before"]["mode"], diffs[0]["after"]["mode"]) == ("0o777", "0o750")
+    apply(directory)
+    assert mode_of(conf) == 0o750
+
+
 def test_absent_removes_files_and_directory_trees(tmp_path: Path) -> None:
     tree = tmp_path / "express"
     (tree / "conf").mkdir(parents=True)

@@ -163,6 +163,22 @@ def attributes_differ(info: os.stat_result, uid: int, gid: int, mode: int) -> bo
     return (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) != (uid, gid, mode)
 
 
+def set_attributes(
+    path: str, info: os.stat_result, uid: int, gid: int, mode: int, check: bool
+) -> dict:
+    """Gives the path its owner, group and mode (unless checking); the diff."""
+    if not check:
+        os.chown(path, uid, gid)
+        os.chmod(path, mode)
+    before = {"owner": info.st_uid, "group": info.st_gid, "mode": oct(stat.S_IMODE(info.st_mode))}
+    return {
+        "before_header": path,
+        "after_header": path,
+        "before": before,
+        "after": {"owner": uid, "group": gid, "mode": oct(mode)},
+    }
+
+
 def text_for_diff(data: bytes) -> str:
     if len(data) > MAX_DIFF_BYTES:
         return f"(not shown: {len(data)} bytes)\n"
@@ -225,19 +241,7 @@ def apply_file(entry: dict, check: bool) -> tuple[dict, dict | None]:
             write_atomically(dest, data, uid, gid, mode)
     elif attributes_differ(info, uid, gid, mode):
         result["changed"] = True
-        diff = {
-            "before_header": dest,
-            "after_header": dest,
-            "before": {
-                "owner": info.st_uid,
-                "group": info.st_gid,
-                "mode": oct(stat.S_IMODE(info.st_mode)),
-            },
-            "after": {"owner": uid, "group": gid, "mode": oct(mode)},
-        }
-        if not check:
-            os.chown(dest, uid, gid)
-            os.chmod(dest, mode)
+        diff = set_attributes(dest, info, uid, gid, mode, check)
     return result, diff
 
 
@@ -264,18 +268,7 @@ def apply_directory(entry: dict, check: bool) -> tuple[dict, dict | None]:
         }
     if attributes_differ(info, uid, gid, mode):
         result["changed"] = True
-        if not check:
-            os.chown(path, uid, gid)
-            os.chmod(path, mode)
-        return result, {
-            "before": {
-                "path": path,
-                "mode": oct(stat.S_IMODE(info.st_mode)),
-                "owner": info.st_uid,
-                "group": info.st_gid,
-            },
-            "after": {"path": path, "mode": oct(mode), "owner": uid, "group": gid},
-        }
+        return result, set_attributes(path, info, uid, gid, mode, check)
     return result, None
 
 
