@@ -92,6 +92,7 @@ def websocket(args) -> dict:
     )
     if answer.status != 101:
         return {"handshake": answer.status_line, "frames": []}
+    opened_at = time.time()
     if args.idle:
         # Silent on both sides: only the proxy's idle timeout can end this.
         time.sleep(args.idle)
@@ -112,6 +113,7 @@ def websocket(args) -> dict:
     sock.close()
     return {
         "handshake": answer.status_line,
+        "opened_at": opened_at,
         "elapsed": time.monotonic() - started,
         "frames": received,
     }
