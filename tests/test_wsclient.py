@@ -327,7 +327,8 @@ def test_probe_sends_and_receives(staged: Path, port: int) -> None:
     answer = run_probe(staged, "ws", "/echo", "--port", str(port), "--send", "x" * 200)
     assert answer["handshake"] == "HTTP/1.1 101 Switching Protocols"
     assert [frame["data"] for frame in answer["frames"]] == ["x" * 200]
-    assert set(answer) == {"handshake", "elapsed", "frames"}
+    assert set(answer) == {"handshake", "opened_at", "elapsed", "frames"}
+    assert answer["opened_at"] <= answer["frames"][0]["at"]
 
 
 def test_probe_sends_headers_and_basic_auth(staged: Path, port: int) -> None:
