@@ -205,18 +205,25 @@ def write_atomically(dest: str, data: bytes, uid: int, gid: int, mode: int) -> N
         raise
 
 
+def existing(path: str, look, is_kind, kind: str) -> os.stat_result | None:
+    """What `look` (os.stat or os.lstat) finds at the path, None if nothing;
+    something other than `kind` there is an error."""
+    try:
+        info = look(path)
+    except FileNotFoundError:
+        return None
+    if not is_kind(info.st_mode):
+        raise EntryError(f"{path} exists and is not {kind}")
+    return info
+
+
 def apply_file(entry: dict, check: bool) -> tuple[dict, dict | None]:
     dest = entry["dest"]
     data = file_text(entry)
     uid, gid, mode = wanted_ids(entry)
     result = {"dest": dest, "state": "file", "changed": False, "created": False}
     result.update(owner=entry["owner"], group=entry["group"], mode=str(entry["mode"]))
-    try:
-        info = os.stat(dest)
-    except FileNotFoundError:
-        info = None
-    if info is not None and not stat.S_ISREG(info.st_mode):
-        raise EntryError(f"{dest} exists and is not a regular file")
+    info = existing(dest, os.stat, stat.S_ISREG, "a regular file")
     if info is None and not os.path.isdir(os.path.dirname(dest)):
         raise EntryError(f"{dest}: its directory does not exist")
     before = b""
@@ -249,12 +256,7 @@ def apply_directory(entry: dict, check: bool) -> tuple[dict, dict | None]:
     path = entry["dest"]
     uid, gid, mode = wanted_ids(entry)
     result = {"path": path, "state": "directory", "changed": False}
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        info = None
-    if info is not None and not stat.S_ISDIR(info.st_mode):
-        raise EntryError(f"{path} exists and is not a directory")
+    info = existing(path, os.lstat, stat.S_ISDIR, "a directory")
     if info is None:
         result["changed"] = True
         if not check:
