@@ -408,6 +408,34 @@ class _Client:
     backlog_since: float | None = None
 
 
+def queue_frame(
+    client: _Client, frame: bytes, now: float, send_timeout: float, max_send_buffer: int
+) -> str | None:
+    """Write a frame to a client's socket without waiting; or say why the
+    client must be dropped instead: "" when it already left, else the reason
+    (it stopped reading, or the write failed). Never raises.
+
+    The write is synchronous, and so is every frame aiohttp itself writes
+    (pings, close), so frames never interleave on the socket.
+    """
+    if client.transport.is_closing() or client.ws.closed:  # left, or missed a heartbeat
+        return ""
+    buffered = client.transport.get_write_buffer_size()
+    if buffered > max_send_buffer:
+        return f"{buffered} bytes still unsent"
+    if not buffered:
+        client.backlog_since = None
+    elif client.backlog_since is None:
+        client.backlog_since = now
+    elif now - client.backlog_since > send_timeout:
+        return f"data unsent for longer than {send_timeout}s"
+    try:
+        client.transport.write(frame)
+    except Exception as exc:
+        return f"send failed: {exc!r}"
+    return None
+
+
 class Sidecar:
     """Owns the aiohttp app, the connected clients and the single tick task."""
 
@@ -483,29 +511,12 @@ class Sidecar:
             self.send(client, frame, now)
 
     def send(self, client: _Client, frame: bytes, now: float) -> None:
-        """Queue a frame; a failing, slow or backed-up client is dropped. Never raises.
-
-        The write is synchronous, and so is every frame aiohttp itself writes (pings,
-        close), so frames never interleave on the socket.
-        """
-        if client.transport.is_closing() or client.ws.closed:  # left, or missed a heartbeat
-            self.drop(client, None)
-            return
-        buffered = client.transport.get_write_buffer_size()
-        if buffered > self.config.max_send_buffer:
-            self.drop(client, f"{buffered} bytes still unsent")
-            return
-        if not buffered:
-            client.backlog_since = None
-        elif client.backlog_since is None:
-            client.backlog_since = now
-        elif now - client.backlog_since > self.config.send_timeout:
-            self.drop(client, f"data unsent for longer than {self.config.send_timeout}s")
-            return
-        try:
-            client.transport.write(frame)
-        except Exception as exc:
-            self.drop(client, f"send failed: {exc!r}")
+        """Queue a frame; a failing, slow or backed-up client is dropped. Never raises."""
+        problem = queue_frame(
+            client, frame, now, self.config.send_timeout, self.config.max_send_buffer
+        )
+        if problem is not None:
+            self.drop(client, problem or None)
 
     def drop(self, client: _Client, reason: str | None) -> None:
         # Abort rather than close: a close handshake would wait on the very client that is stuck.

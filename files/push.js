@@ -1,0 +1,143 @@
+// PushFeed: the browser's side of the push channel, without dependencies.
+//
+//   const feed = new PushFeed("/push/ws", {
+//     getToken: async (channel) => (await fetch(`/token?channel=${channel}`)).text(),
+//     onStatus: (state) => ...,   // "connecting", "live", "interrupted", "reconnecting"
+//   });
+//   feed.subscribe("orders.42", {
+//     onMessage: (data, id) => ...,  // each message once, in order, across reconnects
+//     onReset: (reason) => ...,      // messages were missed: reload the state from the app
+//     onRefused: (reason) => ...,    // no access (a bad or expired token), or unavailable
+//   });
+//
+// Every message carries its position in the channel's history. The feed
+// remembers the last one per channel and, when the connection comes back
+// (a network blip, the sidecar or Apache restarting), asks for what followed
+// it: the server replays exactly that, or says "reset" when the history no
+// longer reaches back. Reconnects back off (0.5 s doubling to 10 s, with
+// jitter); a message at or before the last position is never delivered twice.
+(function (global) {
+  "use strict";
+
+  const FIRST_DELAY = 500;
+  const MAX_DELAY = 10000;
+
+  // Positions are "MILLISECONDS-SEQUENCE"; both parts fit a double exactly.
+  function compare(a, b) {
+    const [am, as] = a.split("-").map(Number);
+    const [bm, bs] = b.split("-").map(Number);
+    return am - bm || as - bs;
+  }
+
+  class PushFeed {
+    constructor(url, options = {}) {
+      this.url = new URL(url, global.location.href);
+      this.url.protocol = this.url.protocol === "https:" ? "wss:" : "ws:";
+      this.getToken = options.getToken || (async () => null);
+      this.onStatus = options.onStatus || (() => {});
+      this.channels = new Map();
+      this.delay = FIRST_DELAY;
+      this.ws = null;
+      this.closed = false;
+      this.connect();
+    }
+
+    subscribe(channel, handlers = {}) {
+      const state = { handlers, epoch: handlers.epoch || null, last: handlers.since || null };
+      this.channels.set(channel, state);
+      this.request(channel, state);
+      return state;
+    }
+
+    unsubscribe(channel) {
+      this.channels.delete(channel);
+      this.sendJson({ type: "unsubscribe", channel });
+    }
+
+    close() {
+      this.closed = true;
+      if (this.ws) this.ws.close();
+    }
+
+    connect() {
+      this.onStatus("connecting");
+      const ws = new WebSocket(this.url.href);
+      this.ws = ws;
+      ws.onopen = () => {
+        this.delay = FIRST_DELAY;
+        for (const [channel, state] of this.channels) this.request(channel, state);
+      };
+      ws.onmessage = (event) => this.receive(JSON.parse(event.data));
+      ws.onclose = () => {
+        if (this.ws !== ws) return;
+        this.ws = null;
+        if (this.closed) return;
+        this.onStatus("reconnecting");
+        const wait = this.delay * (0.5 + Math.random() / 2);
+        this.delay = Math.min(this.delay * 2, MAX_DELAY);
+        global.setTimeout(() => this.connect(), wait);
+      };
+    }
+
+    sendJson(message) {
+      if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(message));
+    }
+
+    async request(channel, state) {
+      const ws = this.ws;
+      if (!ws || ws.readyState !== WebSocket.OPEN) return; // sent again on open
+      const message = { type: "subscribe", channel };
+      const token = await this.getToken(channel);
+      if (token) message.token = token;
+      if (state.last !== null) {
+        message.since = state.last;
+        message.epoch = state.epoch;
+      }
+      // Still the same connection and still wanted: else the next open asks.
+      if (this.ws === ws && this.channels.get(channel) === state) this.sendJson(message);
+    }
+
+    receive(message) {
+      if (message.type === "status") {
+        this.onStatus(message.feed);
+        return;
+      }
+      const state = this.channels.get(message.channel);
+      if (!state) return;
+      const on = state.handlers;
+      switch (message.type) {
+        case "message":
+          if (state.last !== null && compare(message.id, state.last) <= 0) return; // seen
+          state.last = message.id;
+          if (on.onMessage) on.onMessage(message.data, message.id);
+          break;
+        case "subscribed":
+          state.epoch = message.epoch;
+          if (state.last === null) state.last = message.position;
+          this.onStatus("live");
+          if (on.onSubscribed) on.onSubscribed(message);
+          break;
+        case "reset":
+          state.epoch = message.epoch;
+          state.last = message.position;
+          if (on.onReset) on.onReset(message.reason);
+          break;
+        case "refused":
+          if (on.onRefused) on.onRefused(message.reason);
+          if (message.reason && message.reason.startsWith("unavailable")) {
+            const ws = this.ws;
+            global.setTimeout(() => {
+              if (this.ws === ws && this.channels.get(message.channel) === state) {
+                this.request(message.channel, state);
+              }
+            }, this.delay);
+          }
+          break;
+        default:
+          break;
+      }
+    }
+  }
+
+  global.PushFeed = PushFeed;
+})(window);

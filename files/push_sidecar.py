@@ -1,0 +1,674 @@
+"""Push channel sidecar: relays what the WSGI application publishes to browsers.
+
+The application appends messages to Redis Streams, one per channel
+(mod_wsgi_ws_sidecar_push.publish). Browsers open a WebSocket here and
+subscribe to channels; this process reads every stream someone watches with
+one blocking XREAD and writes each message, framed once, to every
+subscriber's socket (the fan-out of the metrics dashboard, sidecar.py:
+never waiting on a slow client).
+
+Every message carries its position (the stream entry's ID). A client that
+comes back after a network blip, a restart of this process or of Apache
+asks for what followed its last position and gets exactly that, once and in
+order, before any newer message; if the history no longer reaches back that
+far, or Redis lost its data (a new epoch), it is told to reset instead of
+silently missing messages. A channel is private unless it matches
+`public_channels`: subscribing needs a token the application signed.
+
+Runs as a mod_wsgi service script (run_service), like the dashboard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import os
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any, NoReturn
+
+import mod_wsgi_ws_sidecar_push as shared
+import sidecar
+from aiohttp import WSMsgType, web
+
+log = logging.getLogger("push")
+
+# How long one XREAD blocks: a channel first watched meanwhile joins the read after it.
+BLOCK_MS = 500
+# Entries taken per stream per read; more wait for the next read, in order.
+READ_COUNT = 500
+# Backoff between attempts to reach Redis again.
+RETRY_FIRST, RETRY_MAX = 0.5, 5.0
+MAX_CHANNELS_PER_CLIENT = 32
+MAX_CLIENT_MESSAGE = 4096
+PAGE = Path(__file__).resolve().parent / "push.html"
+SCRIPT = Path(__file__).resolve().parent / "push.js"
+
+Position = tuple[int, int]
+
+
+# --- configuration -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PushConfig:
+    name: str
+    redis_url: str
+    token_secret: str = field(repr=False)
+    host: str = "127.0.0.1"
+    port: int = 8766
+    path: str | None = None
+    heartbeat: float = 30.0
+    max_clients: int = 1000
+    send_timeout: float = 5.0
+    max_send_buffer: int = 4194304
+    origins: tuple[str, ...] = ()
+    secret: str | None = field(default=None, repr=False)
+    redis_username: str | None = None
+    redis_password: str | None = field(default=None, repr=False)
+    redis_ca_file: str | None = None
+    public_channels: tuple[str, ...] = ()
+
+    @property
+    def listen_url(self) -> str:
+        return f"unix:{self.path}" if self.path else f"http://{self.host}:{self.port}"
+
+    @property
+    def prefix(self) -> str:
+        return shared.key_prefix(self.name)
+
+
+_NUMBERS = {"heartbeat": float, "max_clients": int, "send_timeout": float, "max_send_buffer": int}
+_KEYS = {
+    "name",
+    "kind",
+    "listen",
+    "origins",
+    "secret",
+    "redis",
+    "token_secret",
+    "public_channels",
+    "history",
+    "publish_timeout",
+    *_NUMBERS,
+}
+
+
+def _number(data: Mapping[str, Any], key: str, kind: type) -> Any:
+    value = data.get(key, getattr(PushConfig, key))
+    allowed = int if kind is int else int | float
+    if isinstance(value, bool) or not isinstance(value, allowed) or not 0 < value < math.inf:
+        raise sidecar.ConfigError(f"config key {key!r} must be a positive number, got {value!r}")
+    return kind(value)
+
+
+def _text(data: Mapping[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise sidecar.ConfigError(f"config key {key!r} must be a string")
+    return value
+
+
+def parse_config(data: Any) -> PushConfig:
+    """Validate the role-written NAME.json (decoded) of a push sidecar."""
+    if not isinstance(data, dict):
+        raise sidecar.ConfigError("config must be a JSON object")
+    unknown = sorted(set(data) - _KEYS)
+    if unknown:
+        raise sidecar.ConfigError(f"unknown config key {unknown[0]!r}")
+    # The shared rules for the name, the listener, the origins and the secret.
+    common = sidecar.parse_config(
+        {k: data[k] for k in ("name", "listen", "origins", "secret") if k in data}
+    )
+    server = data.get("redis")
+    if not isinstance(server, dict) or not isinstance(server.get("url"), str):
+        raise sidecar.ConfigError("config key 'redis' must be an object with a 'url'")
+    if not str(server["url"]).startswith(("redis://", "rediss://", "unix://")):
+        raise sidecar.ConfigError(
+            "config key 'redis.url' must be a redis://, rediss:// or unix:// URL"
+        )
+    token_secret = data.get("token_secret")
+    if not isinstance(token_secret, str) or len(token_secret) < sidecar.MIN_SECRET_LENGTH:
+        raise sidecar.ConfigError(
+            f"config key 'token_secret' must be at least {sidecar.MIN_SECRET_LENGTH} characters"
+        )
+    public = data.get("public_channels", [])
+    if not isinstance(public, list) or not all(isinstance(p, str) and p for p in public):
+        raise sidecar.ConfigError("config key 'public_channels' must list channel patterns")
+    return PushConfig(
+        name=common.name,
+        host=common.host,
+        port=common.port,
+        path=common.path,
+        origins=common.origins,
+        secret=common.secret,
+        redis_url=server["url"],
+        redis_username=_text(server, "username"),
+        redis_password=_text(server, "password"),
+        redis_ca_file=_text(server, "ca_file"),
+        token_secret=token_secret,
+        public_channels=tuple(public),
+        **{key: _number(data, key, kind) for key, kind in _NUMBERS.items()},
+    )
+
+
+# --- positions, resume and access (pure) ---------------------------------------------------
+
+
+def position(text: Any) -> Position | None:
+    """A stream entry ID "MS-SEQ" as a pair that compares in stream order."""
+    if not isinstance(text, str) or text.count("-") != 1:
+        return None
+    ms, seq = text.split("-")
+    if not (ms.isdigit() and seq.isdigit()) or len(ms) > 20 or len(seq) > 20:
+        return None
+    return int(ms), int(seq)
+
+
+@dataclass(frozen=True)
+class StreamState:
+    """What XINFO STREAM says about a channel's history: whether the key
+    exists, and its oldest entry (None: empty)."""
+
+    exists: bool
+    first: Position | None = None
+
+
+def stream_state(info: Mapping[str, Any] | None) -> StreamState:
+    if info is None:
+        return StreamState(exists=False)
+    first = info.get("first-entry")
+    return StreamState(exists=True, first=position(first[0]) if first else None)
+
+
+def resume_problem(since: Any, client_epoch: Any, epoch: str, stream: StreamState) -> str | None:
+    """Why a client's position cannot be resumed from (None: replay what
+    followed it). Every message after `since` must still be in the history.
+
+    A stream loses its oldest entries only (XADD MAXLEN; Redis's
+    max-deleted-entry-id does not count those), so the history reaches back
+    far enough while its oldest entry is `since` itself or older. When only
+    `since` itself is gone, the client is told to reset although it may
+    have missed nothing: it cannot be told apart from a gap. "0-0" asks for
+    whatever the history holds.
+    """
+    if client_epoch != epoch:
+        return "the history was lost (Redis started afresh)"
+    since_pos = position(since)
+    if since_pos is None:
+        return "not a position"
+    if since_pos == (0, 0):
+        return None
+    if not stream.exists or stream.first is None:
+        return "the history of this channel is gone"
+    if stream.first > since_pos:
+        return "the history no longer reaches back that far"
+    return None
+
+
+def is_public(channel: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatchcase(channel, p) for p in patterns)
+
+
+def access_problem(config: PushConfig, channel: Any, token: Any, now: float) -> str | None:
+    """Why a subscription to `channel` is refused (None: it is allowed)."""
+    if not shared.valid_channel(channel):
+        return "not a channel name"
+    if is_public(channel, config.public_channels):
+        return None
+    return shared.token_problem(config.token_secret, channel, token, now)
+
+
+def message_text(channel: str, entry_id: str, fields: Mapping[str, str]) -> str | None:
+    """The frame text of one stream entry, or None if it is not a message
+    the application published (not JSON)."""
+    data = fields.get("d")
+    if data is None:
+        return None
+    try:
+        json.loads(data)
+    except ValueError:
+        return None
+    return f'{{"type":"message","channel":{json.dumps(channel)},"id":"{entry_id}","data":{data}}}'
+
+
+def control_text(kind: str, **values: Any) -> str:
+    return json.dumps({"type": kind, **values}, separators=(",", ":"))
+
+
+# --- server --------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Channel:
+    name: str
+    key: str
+    # The newest entry delivered to live subscribers; None until known.
+    last_id: str | None = None
+    starting: asyncio.Future[str] | None = None
+    subscribers: dict[sidecar._Client, Subscription] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class Subscription:
+    client: sidecar._Client
+    channel: Channel
+    # While the client catches up, live messages wait here: (position, frame).
+    pending: list[tuple[Position, bytes]] | None = field(default_factory=list)
+
+
+class PushSidecar:
+    """The WebSocket side (subscriptions) and the Redis side (one relay task)."""
+
+    def __init__(self, config: PushConfig, feed: Any, query: Any, errors: tuple[type, ...]):
+        self.config = config
+        # feed: the relay's blocking XREAD; query: everything else.
+        self.feed, self.query, self.errors = feed, query, errors
+        self.clients: dict[sidecar._Client, dict[str, Subscription]] = {}
+        self.channels: dict[str, Channel] = {}
+        self.epoch: str | None = None
+        self.feed_problem: str | None = "not connected to Redis yet"
+        self._handshakes = 0
+        self._wake = asyncio.Event()
+        self.app = web.Application(middlewares=[self.require_secret])
+        self.app.router.add_get("/", self.handle_index)
+        self.app.router.add_get("/push.js", self.handle_script)
+        self.app.router.add_get("/ws", self.handle_ws)
+        self.app.on_shutdown.append(self._abort_clients)
+
+    # --- sending ---------------------------------------------------------
+    def send(self, client: sidecar._Client, frame: bytes) -> None:
+        c = self.config
+        problem = sidecar.queue_frame(
+            client, frame, time.monotonic(), c.send_timeout, c.max_send_buffer
+        )
+        if problem is not None:
+            self.drop(client, problem or None)
+
+    def send_text(self, client: sidecar._Client, text: str) -> None:
+        self.send(client, sidecar.text_frame(text))
+
+    def drop(self, client: sidecar._Client, reason: str | None) -> None:
+        if reason:
+            log.warning("dropping client %s: %s", client.peer, reason)
+        self.forget(client)
+        client.transport.abort()
+
+    def forget(self, client: sidecar._Client) -> None:
+        for sub in self.clients.pop(client, {}).values():
+            self._unsubscribe(sub)
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        channel = sub.channel
+        channel.subscribers.pop(sub.client, None)
+        if not channel.subscribers and self.channels.get(channel.name) is channel:
+            del self.channels[channel.name]
+
+    def tell_everyone(self, text: str) -> None:
+        frame = sidecar.text_frame(text)
+        for client in list(self.clients):
+            self.send(client, frame)
+
+    # --- the relay -------------------------------------------------------
+    async def relay(self) -> None:
+        """Reads every watched stream and fans each new entry out. Never ends
+        on a Redis failure: it says so to the clients and tries again."""
+        delay = RETRY_FIRST
+        while True:
+            try:
+                if self.feed_problem is not None:
+                    await self._reconnect()
+                live = [ch for ch in self.channels.values() if ch.last_id is not None]
+                if not live:
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                reply = await self.feed.xread(
+                    {ch.key: ch.last_id for ch in live}, count=READ_COUNT, block=BLOCK_MS
+                )
+            except self.errors as exc:
+                self._feed_down(exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX)
+                continue
+            delay = RETRY_FIRST
+            by_key = {ch.key: ch for ch in self.channels.values()}
+            for key, entries in reply or ():
+                channel = by_key.get(key)
+                if channel is not None:
+                    self.deliver(channel, entries)
+
+    def deliver(self, channel: Channel, entries: Sequence[tuple[str, Mapping[str, str]]]) -> None:
+        for entry_id, fields in entries:
+            at = position(entry_id)
+            # A channel given up and watched again during the read starts later.
+            if at is None or channel.last_id is None or at <= position(channel.last_id):
+                continue
+            channel.last_id = entry_id
+            text = message_text(channel.name, entry_id, fields)
+            if text is None:
+                log.warning(
+                    "skipping entry %s of %s: not a published message", entry_id, channel.key
+                )
+                continue
+            frame = sidecar.text_frame(text)
+            for sub in list(channel.subscribers.values()):
+                if sub.pending is not None:
+                    sub.pending.append((at, frame))
+                else:
+                    self.send(sub.client, frame)
+
+    def _feed_down(self, exc: BaseException) -> None:
+        problem = f"cannot reach Redis at {self.config.redis_url}: {exc}"
+        if self.feed_problem is None:
+            log.error("push feed interrupted: %s", problem)
+            self.tell_everyone(control_text("status", feed="interrupted"))
+        elif self.feed_problem != problem:
+            log.error("%s", problem)
+        self.feed_problem = problem
+
+    async def _reconnect(self) -> None:
+        epoch = await self._current_epoch()
+        if self.epoch is not None and epoch != self.epoch:
+            log.warning("Redis lost the push history (new epoch): every subscriber resets")
+            self.epoch = epoch
+            for channel in list(self.channels.values()):
+                channel.last_id = await self._newest(channel.key)
+                for sub in list(channel.subscribers.values()):
+                    self.send_text(
+                        sub.client,
+                        control_text(
+                            "reset",
+                            channel=channel.name,
+                            epoch=epoch,
+                            position=channel.last_id,
+                            reason="the history was lost (Redis started afresh)",
+                        ),
+                    )
+        self.epoch = epoch
+        was_down = self.feed_problem
+        self.feed_problem = None
+        log.info("push feed live (Redis at %s)", self.config.redis_url)
+        if was_down:
+            self.tell_everyone(control_text("status", feed="live"))
+
+    async def _current_epoch(self) -> str:
+        key = shared.epoch_key(self.config.prefix)
+        await self.query.set(key, secrets.token_urlsafe(12), nx=True)
+        return str(await self.query.get(key))
+
+    async def _newest(self, key: str) -> str:
+        newest = await self.query.xrevrange(key, "+", "-", count=1)
+        return newest[0][0] if newest else "0-0"
+
+    # --- subscriptions ---------------------------------------------------
+    async def on_message(self, client: sidecar._Client, raw: str) -> None:
+        try:
+            request = json.loads(raw)
+        except ValueError:
+            request = None
+        if not isinstance(request, dict) or request.get("type") not in ("subscribe", "unsubscribe"):
+            self.send_text(client, control_text("refused", channel=None, reason="bad request"))
+            return
+        name = request.get("channel")
+        subs = self.clients.get(client)
+        if subs is None:  # dropped meanwhile
+            return
+        if request["type"] == "unsubscribe":
+            if name in subs:
+                self._unsubscribe(subs.pop(name))
+            return
+        problem = access_problem(self.config, name, request.get("token"), time.time())
+        if problem is None and name in subs:
+            problem = "already subscribed"
+        if problem is None and len(subs) >= MAX_CHANNELS_PER_CLIENT:
+            problem = f"at most {MAX_CHANNELS_PER_CLIENT} channels per connection"
+        if problem is None and self.feed_problem is not None:
+            problem = "unavailable: the push feed is interrupted"
+        if problem is not None:
+            self.send_text(client, control_text("refused", channel=name, reason=problem))
+            return
+        await self.subscribe(client, subs, name, request.get("since"), request.get("epoch"))
+
+    async def _watch(self, name: str) -> Channel:
+        """The channel, watched by the relay from its newest entry on."""
+        channel = self.channels.get(name)
+        if channel is None:
+            channel = Channel(name, shared.stream_key(self.config.prefix, name))
+            channel.starting = asyncio.ensure_future(self._newest(channel.key))
+            self.channels[name] = channel
+        if channel.last_id is None:
+            assert channel.starting is not None
+            try:
+                newest = await asyncio.shield(channel.starting)
+            except self.errors:
+                if not channel.subscribers and self.channels.get(name) is channel:
+                    del self.channels[name]
+                raise
+            if channel.last_id is None:
+                channel.last_id = newest
+                self._wake.set()
+        return channel
+
+    async def subscribe(
+        self,
+        client: sidecar._Client,
+        subs: dict[str, Subscription],
+        name: str,
+        since: Any,
+        client_epoch: Any,
+    ) -> None:
+        try:
+            channel = await self._watch(name)
+        except self.errors:
+            self.send_text(client, control_text("refused", channel=name, reason="unavailable"))
+            return
+        if self.clients.get(client) is not subs or name in subs:  # left, or raced itself
+            return
+        sub = Subscription(client, channel)
+        channel.subscribers[client] = sub
+        subs[name] = sub
+        # Everything after `upto` reaches the subscription live (held in pending meanwhile).
+        upto = channel.last_id
+        assert upto is not None
+        frames: list[bytes] = []
+        try:
+            if since is None:
+                frames.append(self._subscribed(name, upto, 0))
+            else:
+                frames += await self._replay(channel, since, client_epoch, upto)
+        except self.errors:
+            subs.pop(name, None)
+            self._unsubscribe(sub)
+            self.send_text(client, control_text("refused", channel=name, reason="unavailable"))
+            return
+        pending, sub.pending = sub.pending or [], None
+        upto_pos = position(upto)
+        frames += [frame for at, frame in pending if upto_pos is None or at > upto_pos]
+        if frames and client in self.clients:
+            self.send(client, b"".join(frames))
+
+    def _subscribed(self, name: str, upto: str, replayed: int) -> bytes:
+        text = control_text(
+            "subscribed", channel=name, epoch=self.epoch, position=upto, replayed=replayed
+        )
+        return sidecar.text_frame(text)
+
+    async def _replay(
+        self, channel: Channel, since: Any, client_epoch: Any, upto: str
+    ) -> list[bytes]:
+        info = None
+        try:
+            info = await self.query.xinfo_stream(channel.key)
+        except self.errors as exc:
+            if "no such key" not in str(exc).lower():
+                raise
+        problem = resume_problem(since, client_epoch, str(self.epoch), stream_state(info))
+        if problem is not None:
+            text = control_text(
+                "reset", channel=channel.name, epoch=self.epoch, position=upto, reason=problem
+            )
+            return [sidecar.text_frame(text)]
+        since_pos, upto_pos = position(since), position(upto)
+        entries = []
+        if since_pos is not None and upto_pos is not None and since_pos < upto_pos:
+            entries = await self.query.xrange(channel.key, f"({since}", upto)
+        frames = [self._subscribed(channel.name, upto, len(entries))]
+        for entry_id, fields in entries:
+            text = message_text(channel.name, entry_id, fields)
+            if text is not None:
+                frames.append(sidecar.text_frame(text))
+        return frames
+
+    # --- HTTP --------------------------------------------------------------
+    @web.middleware
+    async def require_secret(
+        self, request: web.Request, handler: Callable[[web.Request], Any]
+    ) -> web.StreamResponse:
+        if not sidecar.secret_matches(
+            request.headers.get(sidecar.SECRET_HEADER), self.config.secret
+        ):
+            log.warning(
+                "refused a request to %s not sent by Apache (no valid secret)", request.path
+            )
+            raise web.HTTPForbidden(text="only the front end may reach this sidecar\n")
+        return await handler(request)
+
+    async def handle_index(self, _request: web.Request) -> web.Response:
+        # Unready while Redis is out of reach: the role's readiness check then
+        # fails naming this sidecar (a wrong password, say) instead of passing.
+        if self.feed_problem is not None:
+            raise web.HTTPServiceUnavailable(text=f"push feed interrupted: {self.feed_problem}\n")
+        return web.Response(
+            text=PAGE.read_text(encoding="utf-8"),
+            content_type="text/html",
+            headers={"Cache-Control": "no-store"},
+        )
+
+    async def handle_script(self, _request: web.Request) -> web.Response:
+        return web.Response(
+            text=SCRIPT.read_text(encoding="utf-8"),
+            content_type="text/javascript",
+            headers={"Cache-Control": "no-cache"},
+        )
+
+    async def handle_ws(self, request: web.Request) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if not sidecar.origin_allowed(
+            origin, sidecar.site_host(request.headers), self.config.origins
+        ):
+            log.warning("refused a WebSocket from origin %r (cross-site)", origin)
+            raise web.HTTPForbidden(text="cross-origin WebSocket refused\n")
+        if len(self.clients) + self._handshakes >= self.config.max_clients:
+            raise web.HTTPServiceUnavailable(text="too many push clients\n")
+        transport = request.transport
+        if transport is None:
+            raise web.HTTPBadRequest(text="connection already closed\n")
+        peer = request.headers.get("X-Forwarded-For") or request.remote or "?"
+        ws = web.WebSocketResponse(
+            heartbeat=self.config.heartbeat, compress=False, max_msg_size=MAX_CLIENT_MESSAGE
+        )
+        self._handshakes += 1
+        try:
+            await ws.prepare(request)
+        finally:
+            self._handshakes -= 1
+        client = sidecar._Client(ws, transport, peer)
+        self.clients[client] = {}
+        try:
+            if self.feed_problem is not None:
+                self.send_text(client, control_text("status", feed="interrupted"))
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    await self.on_message(client, msg.data)
+        finally:
+            self.forget(client)
+        return ws
+
+    async def _abort_clients(self, _app: web.Application) -> None:
+        for client in list(self.clients):
+            self.drop(client, None)
+
+
+def redis_clients(config: PushConfig) -> tuple[Any, Any, tuple[type, ...]]:
+    """The relay's connection (its reads block), the one for everything else,
+    and the exceptions that mean Redis is out of reach."""
+    import redis
+    import redis.asyncio
+
+    options: dict[str, Any] = {
+        "username": config.redis_username,
+        "password": config.redis_password,
+        "decode_responses": True,
+        "socket_connect_timeout": 5,
+    }
+    if config.redis_ca_file:
+        options["ssl_ca_certs"] = config.redis_ca_file
+    feed = redis.asyncio.Redis.from_url(
+        config.redis_url, socket_timeout=BLOCK_MS / 1000 + 5, **options
+    )
+    query = redis.asyncio.Redis.from_url(config.redis_url, socket_timeout=5, **options)
+    return feed, query, (redis.RedisError, OSError, asyncio.TimeoutError)
+
+
+async def serve(config: PushConfig, stop: asyncio.Event | None = None) -> None:
+    """Serve until `stop` is set; raises if the site cannot start, the relay
+    ends, or a unix socket listener loses its socket file."""
+    push = PushSidecar(config, *redis_clients(config))
+    runner = web.AppRunner(push.app, access_log=None)
+    await runner.setup()
+    essential: dict[asyncio.Future[Any], str] = {}
+    try:
+        await sidecar.start_site(runner, config)  # type: ignore[arg-type]
+        log.info("serving the push channel on %s", config.listen_url)
+        essential[asyncio.ensure_future(push.relay())] = "push relay task ended"
+        if config.path is not None:
+            watch = sidecar.watch_socket(config.path, sidecar.SOCKET_CHECK_INTERVAL)
+            essential[asyncio.ensure_future(watch)] = f"unix socket {config.path} was removed"
+        stopped = asyncio.ensure_future((stop or asyncio.Event()).wait())
+        try:
+            await asyncio.wait({*essential, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        for task, problem in essential.items():
+            if task.done():
+                raise RuntimeError(problem) from (None if task.cancelled() else task.exception())
+    finally:
+        for task in essential:
+            task.cancel()
+        await asyncio.wait_for(runner.cleanup(), sidecar.CLEANUP_TIMEOUT)
+
+
+def load_config(path: str) -> PushConfig:
+    try:
+        return parse_config(sidecar.read_config_file(path))
+    except sidecar.ConfigError as exc:
+        raise sidecar.ConfigError(f"{path}: {exc}") from None
+
+
+def run_service(
+    config_path: str,
+    *,
+    exit_hook: Callable[[int], NoReturn] = os._exit,
+    restart_delay: float = sidecar.RESTART_DELAY,
+) -> NoReturn:
+    """Entry point for the mod_wsgi service script; serves for the life of the process."""
+    config = load_config(config_path)
+    sidecar.setup_logging(config.name)
+    try:
+        asyncio.run(serve(config))
+    except SystemExit:
+        log.info("stopping: Apache is restarting or stopping this daemon process")
+        exit_hook(0)
+    except BaseException:
+        log.critical("serving loop died, exiting so mod_wsgi restarts this process", exc_info=True)
+    time.sleep(restart_delay)
+    exit_hook(1)
