@@ -40,6 +40,8 @@ def role_constants() -> dict[str, Any]:
 CONSTANTS = role_constants()
 SIDECAR = {"name": "metrics-sidecar", "mount": "/metrics/", "port": 8765}
 SECRET = "never-printed-" + "x" * 70  # 84 characters: over bcrypt's 72
+PUSH = {"name": "push", "kind": "push", "mount": "/push/", "port": 8766}
+PUSH_SECRETS = {"redis_password": "r" * 20 + "never-printed", "push_token_secret": SECRET}
 
 
 def plan(**overrides: Any) -> dict[str, Any]:
@@ -301,6 +303,59 @@ CASES = [
         {"mode": "express", **sidecars({"name": "m", "port": 8765, "virtual_host": "m.example"})},
         ["mod_wsgi_ws_sidecar_mode=express", "virtual_host"],
     ),
+    # The push channel.
+    ("push-without-redis-password", sidecars(PUSH), ["mod_wsgi_ws_sidecar_redis_password"]),
+    ("push-without-token-secret", sidecars(PUSH), ["mod_wsgi_ws_sidecar_push_token_secret"]),
+    (
+        "push-short-redis-password",
+        {**PUSH_SECRETS, "redis_password": "short", **sidecars(PUSH)},
+        ["mod_wsgi_ws_sidecar_redis_password", "16"],
+    ),
+    (
+        "push-token-secret-with-a-space",
+        {**PUSH_SECRETS, "push_token_secret": "a b" * 20, **sidecars(PUSH)},
+        ["mod_wsgi_ws_sidecar_push_token_secret", "32"],
+    ),
+    (
+        "push-with-a-script",
+        {**PUSH_SECRETS, **sidecars({**PUSH, "script": "/srv/s.py"})},
+        ["sidecars[0].kind push", "leave script empty"],
+    ),
+    (
+        "push-bad-public-channel",
+        {**PUSH_SECRETS, **sidecars({**PUSH, "public_channels": ["a b"]})},
+        ["sidecars[0].public_channels", "a b"],
+    ),
+    (
+        "push-history-zero",
+        {**PUSH_SECRETS, **sidecars({**PUSH, "history": 0})},
+        ["sidecars[0].history", "got 0"],
+    ),
+    (
+        "push-redis-url-not-redis",
+        {**PUSH_SECRETS, "redis_url": "http://127.0.0.1:6379", **sidecars(PUSH)},
+        ["mod_wsgi_ws_sidecar_redis_url", "http://127.0.0.1:6379"],
+    ),
+    (
+        "push-redis-url-with-a-password",
+        {**PUSH_SECRETS, "redis_url": "redis://u:pw@127.0.0.1:6379/0", **sidecars(PUSH)},
+        ["mod_wsgi_ws_sidecar_redis_url must not carry"],
+    ),
+    (
+        "push-installed-redis-with-tls",
+        {**PUSH_SECRETS, "redis_url": "rediss://127.0.0.1:6380/0", **sidecars(PUSH)},
+        ["mod_wsgi_ws_sidecar_redis_install sets up Redis without TLS"],
+    ),
+    (
+        "push-redis-user-default",
+        {**PUSH_SECRETS, "redis_username": "default", **sidecars(PUSH)},
+        ["mod_wsgi_ws_sidecar_redis_username", '"default"'],
+    ),
+    (
+        "push-relative-ca-file",
+        {**PUSH_SECRETS, "redis_ca_file": "ca.pem", **sidecars(PUSH)},
+        ["mod_wsgi_ws_sidecar_redis_ca_file", "ca.pem"],
+    ),
 ]
 
 
@@ -321,7 +376,7 @@ def test_every_problem_is_found_at_once() -> None:
 def test_a_sidecar_gets_the_defaults_of_the_spec() -> None:
     given = {"name": "m", "mount": "/m/", "port": 9000}
     (sidecar,) = plan(**sidecars(given))["sidecars"]
-    derived = ("server_metrics", "max_clients", "allow_from", "socket")
+    derived = ("kind", "server_metrics", "max_clients", "allow_from", "socket")
     for field, default in SIDECAR_DEFAULTS.items():
         if field not in given and field not in derived:
             assert sidecar[field] == default, field
@@ -501,3 +556,64 @@ def test_the_filter_is_registered_in_the_collection() -> None:
     from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.filter import plan as plan_filter
 
     assert plan_filter.FilterModule().filters() == {"plan": build_plan}
+
+
+def test_a_push_sidecar_without_problems_and_what_it_derives() -> None:
+    derived = plan(**PUSH_SECRETS, **sidecars(SIDECAR, {**PUSH, "public_channels": ["news"]}))
+    assert derived["problems"] == []
+    push = derived["sidecars"][1]
+    assert (push["kind"], push["builtin"], push["server_metrics"]) == ("push", True, False)
+    assert derived["push_sidecars"] == [push]
+    assert push["settings"] == {
+        "name": "push",
+        "kind": "push",
+        "listen": {"host": "127.0.0.1", "port": 8766},
+        "max_clients": 500,
+        "origins": [],
+        "heartbeat": 30.0,
+        "send_timeout": 1.0,
+        "max_send_buffer": 262144,
+        "public_channels": ["news"],
+        "history": 1000,
+        "redis": {
+            "url": "redis://127.0.0.1:6379/0",
+            "username": "mod_wsgi_ws_sidecar",
+            "ca_file": "",
+        },
+    }
+    assert derived["redis"] == {
+        "wanted": True,
+        "install": True,
+        "url": "redis://127.0.0.1:6379/0",
+        "host": "127.0.0.1",
+        "port": 6379,
+        "username": "mod_wsgi_ws_sidecar",
+        "ca_file": "",
+    }
+    # The application imports the publisher from the role's lib directory.
+    assert derived["app_python_path"] == [CONSTANTS["lib_dir"]]
+    (script,) = [f for f in derived["files"]["scripts"] if f["dest"].endswith("/push.py")]
+    assert "push_sidecar.run_service(" in script["content"]
+    # Neither secret is anywhere in the plan, which -vvv prints.
+    for secret in PUSH_SECRETS.values():
+        assert secret not in repr(derived)
+
+
+def test_without_a_push_sidecar_nothing_of_it_is_wanted() -> None:
+    derived = plan()
+    assert derived["push_sidecars"] == [] and derived["app_python_path"] == []
+    assert (derived["redis"]["wanted"], derived["redis"]["install"]) == (False, False)
+    # Its variables are not checked: the defaults leave both secrets empty.
+    assert derived["problems"] == []
+
+
+def test_an_existing_redis_is_not_installed() -> None:
+    derived = plan(
+        **PUSH_SECRETS,
+        redis_install=False,
+        redis_url="rediss://redis.example:6380/2",
+        **sidecars(PUSH),
+    )
+    assert derived["problems"] == []
+    assert derived["redis"]["install"] is False
+    assert (derived["redis"]["host"], derived["redis"]["port"]) == ("redis.example", 6380)

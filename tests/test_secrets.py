@@ -75,3 +75,29 @@ def test_garbage_content_is_replaced_not_raised() -> None:
     assert sidecar_secrets.SECRET_PATTERN.fullmatch(
         sidecar_secrets.sidecar_secrets([result])["metrics"]
     )
+
+
+def test_a_push_sidecars_settings_get_the_shared_secrets_too() -> None:
+    entries = [
+        {"dest": "/etc/m/push.secret", "mode": "0600", "secret_of": "push"},
+        {
+            "dest": "/etc/m/push.json",
+            "json": {"name": "push", "redis": {"url": "redis://127.0.0.1:6379/0"}},
+            "secret_of": "push",
+            "push_secrets": True,
+        },
+        {"dest": "/etc/m/m.json", "json": {"name": "m"}, "secret_of": "m", "push_secrets": False},
+    ]
+    secret, metrics = "s" * 43, "m" * 43
+    filled = sidecar_secrets.with_secrets(
+        entries, {"push": secret, "m": metrics}, "redis-pw", "token-key"
+    )
+    assert filled[0] == {"dest": "/etc/m/push.secret", "mode": "0600", "content": secret + "\n"}
+    assert filled[1]["json"] == {
+        "name": "push",
+        "redis": {"url": "redis://127.0.0.1:6379/0", "password": "redis-pw"},
+        "token_secret": "token-key",
+        "secret": secret,
+    }
+    # Only the push sidecar's file: the dashboard's holds its own secret alone.
+    assert filled[2] == {"dest": "/etc/m/m.json", "json": {"name": "m", "secret": metrics}}

@@ -46,15 +46,26 @@ def sidecar_secrets(found: Sequence[Mapping[str, Any]], rotate: bool = False) ->
     return chosen
 
 
-def with_secrets(entries: Sequence[Mapping[str, Any]], secrets: Mapping[str, str]) -> list[dict]:
+def with_secrets(
+    entries: Sequence[Mapping[str, Any]],
+    secrets: Mapping[str, str],
+    redis_password: str = "",
+    token_secret: str = "",
+) -> list[dict]:
     """The plan's private write_files entries with each sidecar's secret in
-    place: the whole NAME.secret file, or the `secret` field of NAME.json."""
+    place: the whole NAME.secret file, or the `secret` field of NAME.json;
+    a push sidecar's NAME.json also gets the Redis password and the token
+    secret (variables, which the plan leaves out so it never shows them)."""
     filled = []
     for entry in entries:
         entry = dict(entry)
         name = entry.pop("secret_of", None)
+        push = entry.pop("push_secrets", False)
         if name is not None and "json" in entry:
             entry["json"] = {**entry["json"], "secret": secrets[name]}
+            if push:
+                redis = {**entry["json"]["redis"], "password": redis_password}
+                entry["json"].update(redis=redis, token_secret=token_secret)
         elif name is not None:
             entry["content"] = secrets[name] + "\n"
         filled.append(entry)

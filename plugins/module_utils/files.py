@@ -1,6 +1,6 @@
 """The files each sidecar has on the host, as entries of the module
 mod_wsgi_ws_sidecar.apache.write_files: its secret and settings (filled in
-with the secret on the host by the filter with_secrets), its service
+with the secrets on the host by the filter with_secrets), its service
 script, and its unix socket's directory. Part of the plan
 (plugins/module_utils/plan.py); the role's fixed files are listed in its
 tasks."""
@@ -21,6 +21,15 @@ import sidecar
 sidecar.run_service({settings})
 """
 
+PUSH_SCRIPT = """\
+# mod_wsgi service script of the {name} WebSocket sidecar (the built-in
+# push channel): WSGIImportScript imports it once into its daemon process
+# group, and run_service() serves until the process ends.
+import push_sidecar
+
+push_sidecar.run_service({settings})
+"""
+
 USER_SCRIPT = """\
 # mod_wsgi service script of the {name} WebSocket sidecar: WSGIImportScript
 # imports it once into its daemon process group, and it runs the sidecar's
@@ -35,7 +44,8 @@ def service_script(sidecar: Mapping[str, Any], conf_dir: str, header: str) -> st
     """What WSGIImportScript imports for the sidecar: the built-in
     dashboard's entry point, or the runner around the user's own script."""
     if sidecar["builtin"]:
-        body = BUILTIN_SCRIPT.format(
+        template = PUSH_SCRIPT if sidecar["kind"] == "push" else BUILTIN_SCRIPT
+        body = template.format(
             name=sidecar["name"], settings=json.dumps(f"{conf_dir}/{sidecar['name']}.json")
         )
     else:
@@ -69,6 +79,8 @@ def sidecar_files(
                 "mode": "0640",
                 "backup": True,
                 "secret_of": s["name"],
+                # A push sidecar's also holds the Redis password and the token secret.
+                "push_secrets": s["kind"] == "push",
             }
         )
     return {

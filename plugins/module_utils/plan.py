@@ -36,6 +36,7 @@ SIDECARS = PREFIX + "sidecars"
 # Fields a sidecar item may leave out (meta/argument_specs.yml gives the same
 # defaults; tests/test_role_docs.py checks they agree).
 SIDECAR_DEFAULTS: dict[str, Any] = {
+    "kind": None,
     "script": "",
     "python_path": [],
     "listener": "tcp",
@@ -54,7 +55,12 @@ SIDECAR_DEFAULTS: dict[str, Any] = {
     "max_clients": None,
     "send_timeout": 1.0,
     "max_send_buffer": 262144,
+    "public_channels": [],
+    "history": 1000,
 }
+
+# The kinds of sidecar: the two built in, and a user's own script.
+METRICS, PUSH, SCRIPT = "metrics", "push", "script"
 
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 USER_NAME = re.compile(r"[A-Za-z0-9._@-]+")
@@ -74,6 +80,14 @@ SOCKET_MAX = 100
 REALM = re.compile(r"[A-Za-z0-9 ._,:()-]{1,100}")
 PASSWORD = re.compile(r"[^\r\n]{1,72}")
 REQUIRE_RULE = re.compile(r"[^\n<>]+")
+# Push channels: names as mod_wsgi_ws_sidecar_push.CHANNEL, with shell patterns.
+CHANNEL_PATTERN = re.compile(r"[A-Za-z0-9._:@*?\[\]-]{1,100}")
+REDIS_URL = re.compile(
+    r"rediss?://([^\s@/]+@)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?(/[0-9]{1,2})?"
+)
+# Secrets shared with the application: printable, no spaces or quotes.
+SHARED_SECRET = re.compile(r"[!#-&(-~]+")
+MAX_HISTORY = 1_000_000
 # Requirement specs pip accepts from the variables: no options, no spaces.
 REQUIREMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\[\],<>=!~*-]*")
 VERSION = re.compile(r"[0-9]+(\.[0-9]+)*([a-z]+[0-9]*)?")
@@ -229,6 +243,7 @@ class Plan:
         own_dir = f"{self.c['run_dir']}/{name}"
         socket = sidecar["socket"] or f"{own_dir}/sidecar.sock"
         builtin = sidecar["script"] == ""
+        kind = sidecar["kind"] or (METRICS if builtin else SCRIPT)
         if sidecar["listener"] == "unix":
             backend = f"unix:{socket}|http://localhost/"
             reverse_backend = "http://localhost/"
@@ -237,7 +252,7 @@ class Plan:
             backend = reverse_backend = f"http://{self.c['listen_host']}:{sidecar['port']}/"
             listen = {"host": self.c["listen_host"], "port": sidecar["port"]}
         if sidecar["server_metrics"] is None:
-            sidecar["server_metrics"] = builtin
+            sidecar["server_metrics"] = kind == METRICS
         if sidecar["max_clients"] is None:
             sidecar["max_clients"] = self.v["capacity_websockets"]
         if sidecar["allow_from"] is None:
@@ -248,6 +263,7 @@ class Plan:
             socket_dir=posixpath.dirname(socket),
             own_socket_dir=posixpath.dirname(socket) == own_dir,
             builtin=builtin,
+            kind=kind,
             backend=backend,
             reverse_backend=reverse_backend,
             listen=listen,
@@ -354,6 +370,11 @@ class Plan:
                 mod_wsgi_ws_sidecar_capacity_websockets) must be a whole number of at least
                 1; got {s["max_clients"]}."""
             )
+        if s["kind"] != SCRIPT and not s["builtin"]:
+            self.problem(
+                f"""{at}.kind {s["kind"]} names a built-in sidecar: leave script empty, or
+                leave kind out for your own script; got script "{s["script"]}"."""
+            )
         if s["builtin"] and not (
             positive(s["poll_interval"])
             and positive(s["heartbeat"])
@@ -363,6 +384,65 @@ class Plan:
             self.problem(
                 f"""{at}: poll_interval, heartbeat and send_timeout must be seconds above 0
                 and max_send_buffer at least 4096 bytes (one tick must fit)."""
+            )
+
+    def check_push(self, at: str, s: Mapping[str, Any]) -> None:
+        if not isinstance(s["public_channels"], list) or not all(
+            matches(CHANNEL_PATTERN, c) for c in s["public_channels"]
+        ):
+            self.problem(
+                f"""{at}.public_channels must list channel names or shell patterns (letters,
+                digits, . _ : @ - and * ? [ ]), for example "news" or "orders.*"; got
+                {s["public_channels"]}."""
+            )
+        if not whole(s["history"], 1) or s["history"] > MAX_HISTORY:
+            self.problem(
+                f"""{at}.history must be a whole number of messages from 1 to {MAX_HISTORY};
+                got {s["history"]}."""
+            )
+
+    def check_redis(self) -> None:
+        """The push channel's Redis and shared secrets; never shows a secret."""
+        v = self.v
+        if not matches(REDIS_URL, v["redis_url"]):
+            self.problem(
+                f"""mod_wsgi_ws_sidecar_redis_url must be a redis:// or rediss:// URL such as
+                redis://127.0.0.1:6379/0 (no password in it: set
+                mod_wsgi_ws_sidecar_redis_password); got "{v["redis_url"]}"."""
+            )
+        elif "@" in v["redis_url"]:
+            self.problem(
+                """mod_wsgi_ws_sidecar_redis_url must not carry a user or password: set
+                mod_wsgi_ws_sidecar_redis_username and mod_wsgi_ws_sidecar_redis_password."""
+            )
+        elif v["redis_install"] and v["redis_url"].startswith("rediss://"):
+            self.problem(
+                """mod_wsgi_ws_sidecar_redis_install sets up Redis without TLS: use a
+                redis:// URL, or point at your own TLS Redis with
+                mod_wsgi_ws_sidecar_redis_install: false."""
+            )
+        if not matches(USER_NAME, v["redis_username"]) or v["redis_username"] == "default":
+            self.problem(
+                f"""mod_wsgi_ws_sidecar_redis_username must be a name of letters, digits and
+                . _ @ - other than "default"; got "{v["redis_username"]}"."""
+            )
+        password, token_secret = v["redis_password"], v["push_token_secret"]
+        if not (matches(SHARED_SECRET, password) and len(password) >= 16):
+            self.problem(
+                """mod_wsgi_ws_sidecar_redis_password must be set, with a push sidecar, to at
+                least 16 printable characters without spaces or quotes (keep it in Ansible
+                Vault)."""
+            )
+        if not (matches(SHARED_SECRET, token_secret) and len(token_secret) >= 32):
+            self.problem(
+                """mod_wsgi_ws_sidecar_push_token_secret must be set, with a push sidecar, to
+                at least 32 printable characters without spaces or quotes, the same on every
+                host (keep it in Ansible Vault)."""
+            )
+        if v["redis_ca_file"] != "" and not matches(PATH, v["redis_ca_file"]):
+            self.problem(
+                f"""mod_wsgi_ws_sidecar_redis_ca_file must be empty or an absolute path; got
+                "{v["redis_ca_file"]}"."""
             )
 
     def check_collisions(self, sidecars: Sequence[Mapping[str, Any]]) -> None:
@@ -449,7 +529,7 @@ class Plan:
             )
 
 
-def settings(sidecar: Mapping[str, Any]) -> dict[str, Any]:
+def settings(sidecar: Mapping[str, Any], redis: Mapping[str, Any]) -> dict[str, Any]:
     """What the sidecar's NAME.json holds, but its secret (added on the host)."""
     written: dict[str, Any] = {
         "name": sidecar["name"],
@@ -457,7 +537,22 @@ def settings(sidecar: Mapping[str, Any]) -> dict[str, Any]:
         "max_clients": sidecar["max_clients"],
         "origins": list(sidecar["origins"]),
     }
-    if sidecar["builtin"]:
+    if sidecar["kind"] == PUSH:
+        written.update(
+            kind=PUSH,
+            heartbeat=float(sidecar["heartbeat"]),
+            send_timeout=float(sidecar["send_timeout"]),
+            max_send_buffer=sidecar["max_send_buffer"],
+            public_channels=list(sidecar["public_channels"]),
+            history=sidecar["history"],
+            # The password and the token secret are added on the host (with_secrets).
+            redis={
+                "url": redis["url"],
+                "username": redis["username"],
+                "ca_file": redis["ca_file"],
+            },
+        )
+    elif sidecar["builtin"]:
         written.update(
             poll_interval=float(sidecar["poll_interval"]),
             heartbeat=float(sidecar["heartbeat"]),
@@ -467,6 +562,24 @@ def settings(sidecar: Mapping[str, Any]) -> dict[str, Any]:
     else:
         written["prefix"] = sidecar["prefix"]
     return written
+
+
+def redis_plan(v: Mapping[str, Any], wanted: bool) -> dict[str, Any]:
+    """The push channel's Redis: where it is, and whether the role installs it
+    here (bound to the URL's address). No secret: those stay out of the plan."""
+    url = str(v["redis_url"])
+    found = REDIS_URL.fullmatch(url)
+    host = found.group(2).strip("[]") if found else ""
+    port = int(found.group(3)[1:]) if found and found.group(3) else 6379
+    return {
+        "wanted": wanted,
+        "install": wanted and bool(v["redis_install"]),
+        "url": url,
+        "host": host,
+        "port": port,
+        "username": v["redis_username"],
+        "ca_file": v["redis_ca_file"],
+    }
 
 
 def front_end(tls: bool, server_name: str, path: str) -> dict[str, Any]:
@@ -567,6 +680,12 @@ def build_plan(variables: Mapping[str, Any], constants: Mapping[str, Any]) -> di
     for sidecar in sidecars:
         plan.check_sidecar(f"{SIDECARS}[{sidecar['index']}]", sidecar, front_end_ports)
     plan.check_collisions(sidecars)
+    push = [s for s in sidecars if s["kind"] == PUSH]
+    for sidecar in push:
+        plan.check_push(f"{SIDECARS}[{sidecar['index']}]", sidecar)
+    if push:
+        plan.check_redis()
+    redis = redis_plan(v, bool(push))
     venv = plan.venv()
     plan.check_python(venv, sidecars)
 
@@ -576,9 +695,11 @@ def build_plan(variables: Mapping[str, Any], constants: Mapping[str, Any]) -> di
         plan.check_sizing(mpm)
     for sidecar in sidecars:
         sidecar["pool"] = mpm["pools"].get(sidecar["name"], 1)
-        sidecar["settings"] = settings(sidecar)
+        sidecar["settings"] = settings(sidecar, redis)
 
     app_file = v["app_script"] or f"{c['lib_dir']}/demo_app.wsgi"
+    # With a push channel, the application imports its publisher from the lib directory.
+    app_python_path = [*v["app_python_path"], *([c["lib_dir"]] if push else [])]
     express = v["mode"] == "express"
     unix = [s for s in sidecars if s["listener"] == "unix"]
     return {
@@ -587,6 +708,9 @@ def build_plan(variables: Mapping[str, Any], constants: Mapping[str, Any]) -> di
         "other_mode": "system" if express else "express",
         "sidecars": sidecars,
         "unix_sidecars": unix,
+        "push_sidecars": push,
+        "redis": redis,
+        "app_python_path": app_python_path,
         "tcp_ports": [s["port"] for s in sidecars if s["listener"] == "tcp"],
         "internal_sidecars": [s for s in sidecars if s["internal"]],
         "internal": internal,
