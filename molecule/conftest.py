@@ -146,6 +146,18 @@ def probe(host) -> Probe:
     return Probe(host)
 
 
+def browse(host, steps: list[dict], limit: int = 150) -> dict:
+    """Runs the steps in one Chromium tab inside the container; the whole run,
+    Chromium's start and end included, is bounded by `limit` seconds."""
+    stage_scripts(host, "browser.py", "wsclient.py")
+    browser = f"{STAGE_DIR}/browser.py"
+    result = host.run("timeout -k 10 %s python3 %s %s", str(limit), browser, json.dumps(steps))
+    assert result.rc == 0, f"browser.py: rc {result.rc}\n{result.stdout[-4000:]}\n{result.stderr}"
+    report = json.loads(result.stdout)
+    assert report["exceptions"] == [], report["exceptions"]  # the page's own script never throws
+    return report
+
+
 def put_file(host, path: str, text: str) -> None:
     """Writes `text` to `path` in the container, creating its directory."""
     written = host.run(

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import STAGE_DIR, stage_scripts
+from conftest import browse
 
 REPO = Path(__file__).resolve().parents[3]
 URL = "http://127.0.0.1/metrics/"
@@ -40,18 +40,6 @@ RATES_SHOWN = (
     r" && /^\d+(\.\d)? [KMGT]?B\/s$/.test(document.getElementById('bps').textContent)"
 )
 UPTIME = re.compile(r"^(?:(\d+)d )?(?:(\d+)h )?(\d+)m (\d+)s$")
-
-
-def browse(host, steps: list[dict], limit: int = 150) -> dict:
-    """Runs the steps in one Chromium tab inside the container; the whole run,
-    Chromium's start and end included, is bounded by `limit` seconds."""
-    stage_scripts(host, "browser.py", "wsclient.py")
-    browser = f"{STAGE_DIR}/browser.py"
-    result = host.run("timeout -k 10 %s python3 %s %s", str(limit), browser, json.dumps(steps))
-    assert result.rc == 0, f"browser.py: rc {result.rc}\n{result.stdout[-4000:]}\n{result.stderr}"
-    report = json.loads(result.stdout)
-    assert report["exceptions"] == [], report["exceptions"]  # the page's own script never throws
-    return report
 
 
 def open_live(timeout: float = 15) -> list[dict]:

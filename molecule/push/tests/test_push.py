@@ -1,0 +1,259 @@
+"""The push channel end to end on each host: the demo WSGI application
+publishes, subscribers receive through Apache, positions resume across
+disconnects, Apache reloads, a killed sidecar and a restarted Redis; private
+channels need a signed token; Redis listens on loopback for the push
+channel's user only. Clients run inside the container (molecule/push_load.py,
+molecule/push_probe.py), against 127.0.0.1."""
+
+import json
+import time
+
+import pytest
+from conftest import run_playbook, stage_scripts
+
+PROBE = "/opt/mws-test/push_probe.py"
+LOAD = "/opt/mws-test/push_load.py"
+SETTINGS = "/etc/mod_wsgi_ws_sidecar/push.json"
+# The sidecar's daemon process: display-name is the group's name.
+KILL_SIDECAR = r"pkill -9 -f '^\(wsgi:push\) '"
+REDIS_PASSWORD = "molecule-redis-password-0123456789"
+TOKEN_SECRET = "molecule-token-secret-0123456789abcdefghij"
+REDIS_USER = "mod_wsgi_ws_sidecar"
+
+
+def push_probe(host, *args: str) -> dict:
+    stage_scripts(host, "push_probe.py")
+    result = host.run("timeout 90 python3 %s" + " %s" * len(args), PROBE, *args)
+    assert result.rc == 0, f"push_probe {args}: {result.stderr}"
+    return json.loads(result.stdout)
+
+
+def push_load(host, *args: str) -> dict:
+    stage_scripts(host, "push_load.py")
+    result = host.run("timeout 240 python3 %s" + " %s" * len(args), LOAD, *args)
+    assert result.rc == 0, f"push_load {args}: {result.stderr}"
+    return json.loads(result.stdout)
+
+
+def session_frames(stdout: str) -> list[dict]:
+    """The frames of the one session among the JSON lines of a shell command."""
+    (session,) = [json.loads(line) for line in stdout.splitlines() if '"frames"' in line]
+    return session["frames"]
+
+
+def kinds(frames: list[dict]) -> list[str]:
+    return [f.get("type", "closed") for f in frames]
+
+
+def redis_cli(host, *args: str, user: bool = True):
+    auth = ["--user", REDIS_USER, "--pass", REDIS_PASSWORD, "--no-auth-warning"] if user else []
+    return host.run("redis-cli" + " %s" * (len(auth) + len(args)), *auth, *args)
+
+
+def test_what_the_app_publishes_reaches_a_subscriber_through_apache(host):
+    answer = push_probe(host, "session", "demo", "--publish", "order 42 shipped", "--frames", "2")
+    ((status, position),) = answer["published"]
+    assert status == 200, position
+    subscribed, message = answer["frames"]
+    assert subscribed["type"] == "subscribed" and subscribed["channel"] == "demo"
+    assert message == {
+        "type": "message",
+        "channel": "demo",
+        "id": position,
+        "data": {"text": "order 42 shipped"},
+    }
+
+
+def test_a_client_that_comes_back_gets_exactly_what_it_missed(host):
+    first = push_probe(host, "session", "demo", "--publish", "seen", "--frames", "2")
+    epoch, seen = first["frames"][0]["epoch"], first["frames"][1]["id"]
+    missed = push_probe(host, "publish", "demo", "missed", "--count", "3")["positions"]
+    again = push_probe(
+        host,
+        "session",
+        "demo",
+        "--since",
+        seen,
+        "--epoch",
+        epoch,
+        "--frames",
+        "5",
+        "--timeout",
+        "2",
+    )
+    frames = again["frames"]
+    assert kinds(frames) == ["subscribed", "message", "message", "message"], frames
+    assert frames[0]["replayed"] == 3
+    assert [f["id"] for f in frames[1:]] == missed
+    assert [f["data"]["text"] for f in frames[1:]] == ["missed-0", "missed-1", "missed-2"]
+
+
+def test_a_client_past_the_history_is_told_to_reset(host):
+    history = json.loads(host.file(SETTINGS).content_string)["history"]
+    (oldest,) = push_probe(host, "publish", "demo.public.trim", "old")["positions"]
+    push_probe(host, "publish", "demo.public.trim", "new", "--count", str(history + 5))
+    epoch = push_probe(host, "session", "demo")["frames"][0]["epoch"]
+    answer = push_probe(host, "session", "demo.public.trim", "--since", oldest, "--epoch", epoch)
+    (reset,) = answer["frames"]
+    assert reset["type"] == "reset"
+    assert reset["reason"] == "the history no longer reaches back that far"
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        ("", "no valid token"),
+        ("9999999999.forged-mac", "token not valid for this channel"),
+        ("expired", "token expired"),
+        ("other", "token not valid for this channel"),
+    ],
+)
+def test_a_private_channel_refuses_bad_tokens_before_any_message(host, token, reason):
+    if token == "expired":
+        token = push_probe(host, "token", "orders.7", "--ttl", "-1")["token"]
+    elif token == "other":
+        token = push_probe(host, "token", "orders.8")["token"]
+    stage_scripts(host, "push_probe.py")
+    # Subscribe (refused), then a message is published on the channel meanwhile.
+    session = host.run(
+        "timeout 30 python3 %s session orders.7 --token %s --frames 3 --timeout 3 & "
+        "sleep 1; python3 %s publish orders.7 secret; wait",
+        PROBE,
+        token or "''",
+        PROBE,
+    )
+    assert session.rc == 0, session.stderr
+    frames = session_frames(session.stdout)
+    assert frames == [{"type": "refused", "channel": "orders.7", "reason": reason}]
+
+
+def test_a_signed_token_opens_its_private_channel(host):
+    token = push_probe(host, "token", "orders.7")["token"]
+    stage_scripts(host, "push_probe.py")
+    session = host.run(
+        "timeout 30 python3 %s session orders.7 --token %s --frames 2 --timeout 5 & "
+        "sleep 1; python3 %s publish orders.7 shipped; wait",
+        PROBE,
+        token,
+        PROBE,
+    )
+    assert session.rc == 0, session.stderr
+    frames = session_frames(session.stdout)
+    assert kinds(frames) == ["subscribed", "message"]
+    assert frames[1]["data"] == {"text": "shipped-0"}
+
+
+def test_200_subscribers_get_every_message_once_in_order_across_reload_and_kill(host):
+    """The app publishes 50 a second for 20 s; Apache reloads at 6 s and the
+    sidecar is killed (kill -9) at 13 s; every subscriber resumes."""
+    report = push_load(
+        host,
+        *("--clients", "200", "--rate", "50", "--seconds", "20"),
+        *("--event", "6:systemctl reload apache2", "--event", f"13:{KILL_SIDECAR}"),
+    )
+    print(json.dumps({k: v for k, v in report.items() if k != "events"}))
+    assert report["subscribed_before_publishing"] == 200
+    assert [e["rc"] for e in report["events"]] == [0, 0], report["events"]
+    # Both restarts cut every client's connection: each came back and resumed.
+    assert report["reconnects_total"] >= 400, report
+    assert report["published"] >= 0.98 * 1000, report["publish_failure_samples"]
+    assert report["clients_with_problems"] == 0, report["problem_samples"]
+    assert report["missing_total"] == report["duplicates_total"] == report["resets_total"] == 0
+
+
+def test_a_redis_restart_loses_nothing_and_publishing_fails_fast_meanwhile(host):
+    report = push_load(
+        host,
+        *("--clients", "50", "--rate", "50", "--seconds", "12"),
+        *("--event", "4:systemctl restart redis-server"),
+    )
+    print(json.dumps({k: v for k, v in report.items() if k != "events"}))
+    assert report["events"][0]["rc"] == 0
+    # The WebSockets stayed open; clients were told the feed was interrupted.
+    assert report["reconnects_total"] == 0, report
+    assert "interrupted" in report["statuses_seen"], report
+    assert report["clients_with_problems"] == 0, report["problem_samples"]
+    assert report["missing_total"] == report["resets_total"] == 0
+    for failure in report["publish_failure_samples"].values():
+        assert failure["outcome"] == "http 503", failure
+        assert failure["body"].startswith("cannot publish to push channel 'demo': Redis at"), (
+            failure
+        )
+    assert report["slowest_publish_s"] < 2.5, report
+
+
+def test_when_redis_loses_its_data_a_returning_client_resets(host):
+    before = push_probe(host, "session", "demo", "--publish", "before", "--frames", "2")
+    epoch, seen = before["frames"][0]["epoch"], before["frames"][1]["id"]
+    wiped = host.run(
+        "systemctl stop redis-server && rm -rf /var/lib/redis/appendonlydir /var/lib/redis/dump.rdb"
+        " && systemctl start redis-server"
+    )
+    assert wiped.rc == 0, wiped.stderr
+    deadline = time.monotonic() + 20
+    while True:
+        frames = push_probe(host, "session", "demo", "--since", seen, "--epoch", epoch)["frames"]
+        if frames[0]["type"] not in ("refused", "status") or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)  # the sidecar is still reconnecting to Redis
+    (reset,) = frames
+    assert reset["type"] == "reset", frames
+    assert reset["reason"] == "the history was lost (Redis started afresh)"
+    assert reset["epoch"] != epoch
+
+
+def test_publishing_while_redis_is_down_is_a_quick_clear_error(host):
+    assert host.run("systemctl stop redis-server").rc == 0
+    try:
+        stage_scripts(host, "push_probe.py")
+        started = time.monotonic()
+        answer = host.run(
+            "python3 -c %s",
+            "import urllib.request, urllib.error\n"
+            "url = 'http://127.0.0.1/push-demo/publish'\n"
+            "try:\n"
+            "    urllib.request.urlopen(url, b'channel=demo&message=x', 10)\n"
+            "except urllib.error.HTTPError as e:\n"
+            "    print(e.code, e.read().decode())\n",
+        )
+        took = time.monotonic() - started
+    finally:
+        assert host.run("systemctl start redis-server").rc == 0
+    assert answer.stdout.startswith("503 cannot publish to push channel 'demo': Redis at"), answer
+    assert took < 5, took
+
+
+def test_redis_listens_on_loopback_for_the_push_channels_user_only(host):
+    listening = [line.split()[3] for line in host.check_output("ss -Hltn").splitlines()]
+    assert [where for where in listening if where.endswith(":6379")] == ["127.0.0.1:6379"]
+    # Debian's default user is off; the push channel's user may only use streams,
+    # on the push channel's keys.
+    assert "NOAUTH" in redis_cli(host, "PING", user=False).stdout
+    assert redis_cli(host, "PING").stdout.strip() == "PONG"
+    for command in (["FLUSHALL"], ["CONFIG", "GET", "*"], ["KEYS", "*"], ["SET", "other", "1"]):
+        assert "NOPERM" in redis_cli(host, *command).stdout, command
+    settings = host.file("/etc/redis/mod_wsgi_ws_sidecar.conf")
+    assert (settings.user, settings.group, settings.mode) == ("root", "redis", 0o640)
+    assert "appendonly yes" in settings.content_string
+    assert REDIS_PASSWORD not in settings.content_string
+    includes = host.file("/etc/redis/redis.conf").content_string.count(
+        "include /etc/redis/mod_wsgi_ws_sidecar.conf"
+    )
+    assert includes == 1
+    assert host.file("/var/lib/redis/appendonlydir").is_directory
+
+
+def test_the_shared_secrets_are_readable_by_the_daemon_group_only(host):
+    settings = host.file(SETTINGS)
+    assert (settings.user, settings.group, settings.mode) == ("root", "www-data", 0o640)
+    written = json.loads(settings.content_string)
+    assert written["token_secret"] == TOKEN_SECRET
+    assert written["redis"]["password"] == REDIS_PASSWORD
+
+
+def test_neither_secret_is_ever_printed():
+    # Once for both hosts: a verbose (-vvv) converge shows no secret.
+    run = run_playbook(verbose=True)
+    assert run.returncode == 0, run.stdout[-3000:]
+    for secret in (REDIS_PASSWORD, TOKEN_SECRET):
+        assert secret not in run.stdout + run.stderr
