@@ -28,8 +28,11 @@ ROLE_VARS = {
 def role_constants() -> dict[str, Any]:
     """The constants tasks/plan.yml hands the plan, read from that task."""
     (task, _) = yaml.safe_load((ROLE / "tasks/plan.yml").read_text())
-    templated = task["vars"]["__mod_wsgi_ws_sidecar_constants"]
-    constants = {}
+    templated = dict(task["vars"]["__mod_wsgi_ws_sidecar_constants"])
+    constants: dict[str, Any] = {}
+    # What a play adds: its inventory's hosts.
+    assert templated.pop("inventory_hosts") == "{{ groups['all'] }}"
+    constants["inventory_hosts"] = ["web1", "redis1"]
     for key, value in templated.items():
         variable = re.fullmatch(r"\{\{ (\S+) \}\}", value)
         # ansible_managed | comment, as Ansible's default renders it.
@@ -347,6 +350,16 @@ CASES = [
         ["mod_wsgi_ws_sidecar_redis_install sets up Redis without TLS"],
     ),
     (
+        "push-installed-redis-bound-to-a-name",
+        {**PUSH_SECRETS, "redis_url": "redis://redis.example:6379/0", **sidecars(PUSH)},
+        ["mod_wsgi_ws_sidecar_redis_install binds Redis", "redis.example"],
+    ),
+    (
+        "push-redis-host-not-in-the-inventory",
+        {**PUSH_SECRETS, "redis_host": "nowhere", **sidecars(PUSH)},
+        ["mod_wsgi_ws_sidecar_redis_host", "nowhere"],
+    ),
+    (
         "push-redis-user-default",
         {**PUSH_SECRETS, "redis_username": "default", **sidecars(PUSH)},
         ["mod_wsgi_ws_sidecar_redis_username", '"default"'],
@@ -587,6 +600,8 @@ def test_a_push_sidecar_without_problems_and_what_it_derives() -> None:
         "url": "redis://127.0.0.1:6379/0",
         "host": "127.0.0.1",
         "port": 6379,
+        "bind": "127.0.0.1 -::1",
+        "on_host": "",
         "username": "mod_wsgi_ws_sidecar",
         "ca_file": "",
     }
@@ -617,3 +632,19 @@ def test_an_existing_redis_is_not_installed() -> None:
     assert derived["problems"] == []
     assert derived["redis"]["install"] is False
     assert (derived["redis"]["host"], derived["redis"]["port"]) == ("redis.example", 6380)
+
+
+def test_redis_on_another_host_is_bound_to_its_address_beside_loopback() -> None:
+    derived = plan(
+        **PUSH_SECRETS,
+        redis_host="redis1",
+        redis_url="redis://10.0.0.7:6379/0",
+        **sidecars(PUSH),
+    )
+    assert derived["problems"] == []
+    redis = derived["redis"]
+    assert (redis["on_host"], redis["bind"], redis["install"]) == (
+        "redis1",
+        "127.0.0.1 -::1 10.0.0.7",
+        True,
+    )

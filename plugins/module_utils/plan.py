@@ -15,6 +15,7 @@ change. The derived values of a plan with problems are never used.
 
 from __future__ import annotations
 
+import ipaddress
 import posixpath
 import re
 from collections.abc import Mapping, Sequence
@@ -421,6 +422,18 @@ class Plan:
                 redis:// URL, or point at your own TLS Redis with
                 mod_wsgi_ws_sidecar_redis_install: false."""
             )
+        found = REDIS_URL.fullmatch(str(v["redis_url"]))
+        if v["redis_install"] and found and not is_address(found.group(2).strip("[]")):
+            self.problem(
+                f"""mod_wsgi_ws_sidecar_redis_install binds Redis to the address in
+                mod_wsgi_ws_sidecar_redis_url, so it must be an IP address (or localhost),
+                not a name; got "{found.group(2)}"."""
+            )
+        if v["redis_host"] and v["redis_host"] not in self.c["inventory_hosts"]:
+            self.problem(
+                f"""mod_wsgi_ws_sidecar_redis_host must be empty (this host) or a host of the
+                inventory, where the role then installs Redis; got "{v["redis_host"]}"."""
+            )
         if not matches(USER_NAME, v["redis_username"]) or v["redis_username"] == "default":
             self.problem(
                 f"""mod_wsgi_ws_sidecar_redis_username must be a name of letters, digits and
@@ -564,6 +577,25 @@ def settings(sidecar: Mapping[str, Any], redis: Mapping[str, Any]) -> dict[str, 
     return written
 
 
+def is_address(host: str) -> bool:
+    """An IP address, or localhost: what Redis's bind takes."""
+    if host == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def redis_bind(host: str) -> str:
+    """Redis's bind: loopback always (the role's own checks, a co-located
+    web host), and the URL's address when it is another."""
+    if host in ("localhost", "127.0.0.1", "::1"):
+        return "127.0.0.1 -::1"
+    return f"127.0.0.1 -::1 {host}"
+
+
 def redis_plan(v: Mapping[str, Any], wanted: bool) -> dict[str, Any]:
     """The push channel's Redis: where it is, and whether the role installs it
     here (bound to the URL's address). No secret: those stay out of the plan."""
@@ -577,6 +609,9 @@ def redis_plan(v: Mapping[str, Any], wanted: bool) -> dict[str, Any]:
         "url": url,
         "host": host,
         "port": port,
+        "bind": redis_bind(host),
+        # Where the role installs Redis: another inventory host, or "" (this one).
+        "on_host": v["redis_host"],
         "username": v["redis_username"],
         "ca_file": v["redis_ca_file"],
     }
