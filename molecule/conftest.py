@@ -286,11 +286,14 @@ class PlaybookRun:
 
 
 def run_playbook(
-    extra_vars: dict | None = None, check: bool = False, verbose: bool = False
+    extra_vars: dict | None = None,
+    check: bool = False,
+    verbose: bool = False,
+    limit: str | None = None,
 ) -> PlaybookRun:
-    """Runs the scenario's converge playbook again on all its hosts, as
-    Molecule does. extra_vars override the playbook's own (a user changing a
-    variable); verbose adds -vvv."""
+    """Runs the scenario's converge playbook again on all its hosts (or those
+    `limit` names), as Molecule does. extra_vars override the playbook's own
+    (a user changing a variable); verbose adds -vvv."""
     scenario = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
     config = yaml.safe_load((scenario / "molecule.yml").read_text())
     playbook = scenario / config["provisioner"]["playbooks"]["converge"]
@@ -301,6 +304,8 @@ def run_playbook(
         command += ["--extra-vars", json.dumps(extra_vars)]
     if verbose:
         command.append("-vvv")
+    if limit:
+        command += ["--limit", limit]
     done = subprocess.run(
         command,
         env={
