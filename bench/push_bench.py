@@ -1,0 +1,328 @@
+"""Push path benchmark driver; runs inside the container (bench/push.sh starts it).
+
+For each target and size: N subscribers connect and subscribe to one channel
+(spread over at least 4 processes of at most 1,500 each), then one message a second is
+published for `--messages` seconds, each carrying its publish time; every
+subscriber notes publish-to-receipt for every message. Reported per target
+and size: p50, p99 and max of those delays over all subscribers and
+messages, messages lost, and the connect time.
+
+Targets:
+  role      the role's push sidecar through Apache (ws://127.0.0.1/push/ws),
+            published with the application's module (mod_wsgi_ws_sidecar_push)
+  socketio  python-socketio's AsyncServer with its AsyncRedisManager
+            (bench/socketio_server.py on 127.0.0.1:8090, straight, no Apache),
+            published with its write-only RedisManager, as a WSGI app would
+
+Everything targets 127.0.0.1; every wait is bounded. Writes one JSON file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import multiprocessing
+import os
+import platform
+import resource
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+LIB = "/usr/local/lib/mod_wsgi_ws_sidecar"
+ROLE_WS = "ws://127.0.0.1/push/ws"
+SOCKETIO_URL = "http://127.0.0.1:8090"
+SOCKETIO_REDIS = "redis://127.0.0.1:6380/0"
+CHANNEL = "bench"
+# Subscribers are spread over processes (at least MIN_PROCESSES, at most
+# PER_PROCESS each), so that the measuring side does not queue frames itself:
+# the capacity benchmark's load client spreads its clients likewise.
+MIN_PROCESSES = 4
+PER_PROCESS = 1500
+CONNECT_TIMEOUT = 180.0
+
+
+# --- subscribers (in child processes) ------------------------------------------------------
+
+
+async def role_subscribers(count: int, ready: Any, expected: int, settle: float) -> dict:
+    import aiohttp
+
+    delays: list[float] = []
+    worst: dict[int, float] = {}
+    seen = [0] * count
+    subscribed_ones: set[int] = set()
+    subscribed = asyncio.Event()
+    done = [0]
+
+    async def one(index: int, session: aiohttp.ClientSession) -> None:
+        for _attempt in range(30):
+            try:
+                async with session.ws_connect(ROLE_WS, timeout=30, autoping=True) as ws:
+                    await ws.send_json({"type": "subscribe", "channel": CHANNEL})
+                    async for msg in ws:
+                        frame = json.loads(msg.data)
+                        if frame["type"] == "subscribed":
+                            subscribed_ones.add(index)
+                            done[0] += 1
+                            if done[0] == count:
+                                subscribed.set()
+                        elif frame["type"] == "message":
+                            delay = time.time() - frame["data"]["t"]
+                            delays.append(delay)
+                            worst[frame["data"]["n"]] = max(worst.get(frame["data"]["n"], 0), delay)
+                            seen[index] += 1
+                    return
+            except (TimeoutError, aiohttp.ClientError, OSError):
+                await asyncio.sleep(0.5)
+
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        tasks = [asyncio.ensure_future(one(i, session)) for i in range(count)]
+        started = time.monotonic()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(subscribed.wait(), CONNECT_TIMEOUT)
+        ready.send({"subscribed": done[0], "seconds": time.monotonic() - started})
+        await wait_for_messages(seen, expected, ready, settle)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return summary(delays, [seen[i] for i in sorted(subscribed_ones)], expected, worst)
+
+
+async def socketio_subscribers(count: int, ready: Any, expected: int, settle: float) -> dict:
+    import socketio
+
+    delays: list[float] = []
+    worst: dict[int, float] = {}
+    seen = [0] * count
+    subscribed_ones: set[int] = set()
+    joined = [0]
+    all_joined = asyncio.Event()
+    clients = []
+
+    async def one(index: int) -> None:
+        # One HTTP session for every client of the process, as the role's
+        # subscribers share theirs: else each makes its own.
+        client = socketio.AsyncClient(reconnection=False, http_session=http)
+
+        @client.on("msg")
+        async def on_msg(data: dict) -> None:
+            delay = time.time() - data["t"]
+            delays.append(delay)
+            worst[data["n"]] = max(worst.get(data["n"], 0), delay)
+            seen[index] += 1
+
+        for _attempt in range(30):
+            try:
+                await client.connect(SOCKETIO_URL, transports=["websocket"], wait_timeout=30)
+                await client.call("join", CHANNEL, timeout=30)
+                break
+            except (TimeoutError, socketio.exceptions.SocketIOError, OSError):
+                await asyncio.sleep(0.5)
+        else:
+            return
+        clients.append(client)
+        subscribed_ones.add(index)
+        joined[0] += 1
+        if joined[0] == count:
+            all_joined.set()
+
+    import aiohttp
+
+    http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+    started = time.monotonic()
+    tasks = [asyncio.ensure_future(one(i)) for i in range(count)]
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(all_joined.wait(), CONNECT_TIMEOUT)
+    ready.send({"subscribed": joined[0], "seconds": time.monotonic() - started})
+    await wait_for_messages(seen, expected, ready, settle)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.gather(*(c.disconnect() for c in clients), return_exceptions=True)
+    await http.close()
+    return summary(delays, [seen[i] for i in sorted(subscribed_ones)], expected, worst)
+
+
+async def wait_for_messages(seen: list[int], expected: int, pipe: Any, settle: float) -> None:
+    """Until the parent says publishing ended, then until every subscriber has
+    every message or `settle` seconds passed."""
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, pipe.recv)
+    deadline = time.monotonic() + settle
+    while min(seen, default=expected) < expected and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+
+
+def summary(delays: list[float], seen: list[int], expected: int, worst: dict) -> dict:
+    """A sample of the delays, what the subscribed clients (their counts in
+    `seen`) lost, and each message's slowest delivery."""
+    delays.sort()
+    step = max(1, len(delays) // 20000)  # a sample keeps the pipe small
+    return {
+        "sample": delays[::step],
+        "received": len(delays),
+        "lost": sum(max(0, expected - n) for n in seen),
+        "worst": worst,
+    }
+
+
+def child(target: str, count: int, pipe: Any, expected: int, settle: float) -> None:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    run = role_subscribers if target == "role" else socketio_subscribers
+    pipe.send(asyncio.run(run(count, pipe, expected, settle)))
+
+
+# --- publishing and the measurement (the parent) -------------------------------------------
+
+
+def publisher(target: str) -> Any:
+    if target == "role":
+        sys.path.insert(0, LIB)
+        import mod_wsgi_ws_sidecar_push as push
+
+        # Connected before the clock starts: a first publish also connects.
+        push.publish(f"{CHANNEL}-warm-up", {})
+        return lambda data: push.publish(CHANNEL, data)
+    import socketio
+
+    manager = socketio.RedisManager(SOCKETIO_REDIS, write_only=True)
+    manager.emit("msg", {}, room=f"{CHANNEL}-warm-up")
+    return lambda data: manager.emit("msg", data, room=CHANNEL)
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def group_of(comm: str, cmdline: str) -> str | None:
+    if cmdline.startswith("(wsgi:push)"):
+        return "push sidecar"
+    if comm == "apache2":
+        return "apache"
+    if "socketio_server.py" in cmdline:
+        return "socket.io server"
+    if comm == "redis-server":
+        return "redis"
+    if "push_bench.py" in cmdline:
+        return "clients and publisher"
+    return None
+
+
+def cpu_by_group() -> dict[str, float]:
+    """CPU seconds used so far by each group of processes in the container."""
+    used: dict[str, float] = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
+                stat = fh.read()
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmdline = fh.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        group = group_of(comm, cmdline)
+        if group:
+            fields = stat[stat.rindex(")") + 2 :].split()
+            used[group] = used.get(group, 0.0) + (int(fields[11]) + int(fields[12])) / TICKS
+    return used
+
+
+def percentile(ordered: list[float], fraction: float) -> float | None:
+    if not ordered:
+        return None
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def measure(target: str, size: int, messages: int, settle: float) -> dict[str, Any]:
+    processes = min(size, max(MIN_PROCESSES, math.ceil(size / PER_PROCESS)))
+    shares = [size // processes + (1 if i < size % processes else 0) for i in range(processes)]
+    context = multiprocessing.get_context("fork")
+    pipes, workers = [], []
+    for share in shares:
+        ours, theirs = context.Pipe()
+        worker = context.Process(target=child, args=(target, share, theirs, messages, settle))
+        worker.start()
+        pipes.append(ours)
+        workers.append(worker)
+    ready = [p.recv() for p in pipes]
+    subscribed = sum(r["subscribed"] for r in ready)
+    publish = publisher(target)
+    cpu_before, wall_before = cpu_by_group(), time.monotonic()
+    publish_seconds = []
+    for n in range(messages):
+        began = time.time()
+        publish({"t": began, "n": n})
+        publish_seconds.append(time.time() - began)
+        time.sleep(max(0.0, began + 1.0 - time.time()))
+    for pipe in pipes:
+        pipe.send("published")
+    results = [p.recv() for p in pipes]
+    cpu_after, wall = cpu_by_group(), time.monotonic() - wall_before
+    for worker in workers:
+        worker.join(30)
+        if worker.is_alive():
+            worker.kill()
+    delays = sorted(d for r in results for d in r["sample"])
+    ms = lambda v: None if v is None else round(v * 1000, 1)  # noqa: E731
+    return {
+        "target": target,
+        "size": size,
+        "subscribed": subscribed,
+        "connect_seconds": round(max(r["seconds"] for r in ready), 1),
+        "messages": messages,
+        "deliveries": sum(r["received"] for r in results),
+        "expected_deliveries": subscribed * messages,
+        "lost": sum(r["lost"] for r in results),
+        "p50_ms": ms(percentile(delays, 0.5)),
+        "p99_ms": ms(percentile(delays, 0.99)),
+        "max_ms": ms(delays[-1] if delays else None),
+        "publish_p99_ms": ms(percentile(sorted(publish_seconds), 0.99)),
+        # Where the machine's CPU went while publishing and delivering.
+        "wall_seconds": round(wall, 1),
+        "cpu_seconds": {
+            group: round(cpu_after[group] - cpu_before.get(group, 0.0), 1)
+            for group in sorted(cpu_after)
+        },
+        # The slowest delivery of each message, in publishing order.
+        "slowest_per_message_ms": [
+            ms(max(r["worst"].get(n, 0) for r in results)) for n in range(messages)
+        ],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--targets", nargs="+", default=["role", "socketio"])
+    parser.add_argument("--sizes", nargs="+", type=int, default=[1000, 10000])
+    parser.add_argument("--messages", type=int, default=20)
+    parser.add_argument("--settle", type=float, default=30)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--revision", default="unknown")
+    args = parser.parse_args()
+    if not all(1 <= s <= 20000 for s in args.sizes) or not 1 <= args.messages <= 300:
+        parser.error("bounds: 1-20000 subscribers, at most 300 messages")
+    report: dict[str, Any] = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "revision": args.revision,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "runs": [],
+    }
+    for target in args.targets:
+        for size in args.sizes:
+            run = measure(target, size, args.messages, args.settle)
+            print(json.dumps(run), flush=True)
+            report["runs"].append(run)
+            with open(args.out, "w", encoding="utf-8") as fh:
+                json.dump(report, fh, indent=1)
+            time.sleep(5)  # let the closed connections go
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

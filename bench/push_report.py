@@ -1,0 +1,74 @@
+"""Renders the push benchmark's results (bench/push.sh) as docs/benchmarks-push.md.
+
+python bench/push_report.py bench/results/push-latest.json --markdown docs/benchmarks-push.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+LABELS = {
+    "role": "the role: push sidecar through Apache (Redis Streams)",
+    "socketio": "python-socketio 5.7 AsyncServer + AsyncRedisManager (no proxy)",
+}
+# The issue's targets: p99 publish-to-receipt by subscribers, and nothing lost.
+TARGETS_MS = {1000: 100, 10000: 1000}
+
+
+def verdict(run: dict) -> str:
+    target = TARGETS_MS.get(run["size"])
+    if run["target"] != "role" or target is None:
+        return ""
+    met = run["p99_ms"] is not None and run["p99_ms"] < target and run["lost"] == 0
+    return f"{'met' if met else 'missed'} (p99 < {target} ms, 0 lost)"
+
+
+def render(report: dict) -> str:
+    lines = [
+        "# Push path benchmark",
+        "",
+        "Publish-to-receipt delay of the push channel: N subscribers of one channel,",
+        "one message published a second, each carrying its publish time; every",
+        "subscriber notes when each arrives. All processes in one Debian 12 container",
+        f"on a {report['machine']['cpus']}-core machine, clients included; made by",
+        "`bench/push.sh` (`bench/push_bench.py`).",
+        "",
+        f"Run {report['when']}, revision {report['revision']}.",
+        "",
+        "| Target | Subscribers | Subscribed in | Messages | p50 | p99 | max | Lost | Verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run in report["runs"]:
+        lines.append(
+            f"| {LABELS.get(run['target'], run['target'])} | {run['subscribed']:,} of "
+            f"{run['size']:,} | {run['connect_seconds']} s | {run['messages']} | "
+            f"{run['p50_ms']} ms | {run['p99_ms']} ms | {run['max_ms']} ms | "
+            f"{run['lost']:,} | {verdict(run)} |"
+        )
+    lines += [
+        "",
+        "Django Channels' Redis channel layer (Debian 12's `python3-channels-redis`",
+        "4.0) is not measured: it needs an ASGI server (Daphne or uvicorn) and a",
+        "Channels consumer, a deployment of its own rather than a layer this",
+        "benchmark could swap in.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("results")
+    parser.add_argument("--markdown", required=True)
+    args = parser.parse_args()
+    report = json.loads(Path(args.results).read_text())
+    text = render(report)
+    Path(args.markdown).write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
