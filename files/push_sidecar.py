@@ -282,7 +282,10 @@ class PushSidecar:
         self.app.router.add_get("/", self.handle_index)
         self.app.router.add_get("/push.js", self.handle_script)
         self.app.router.add_get("/ws", self.handle_ws)
+        self.relay_task: asyncio.Task[None] | None = None
+        self.app.on_startup.append(self._start_relay)
         self.app.on_shutdown.append(self._abort_clients)
+        self.app.on_cleanup.append(self._stop_relay)
 
     # --- sending ---------------------------------------------------------
     def send(self, client: sidecar._Client, frame: bytes) -> None:
@@ -593,9 +596,17 @@ class PushSidecar:
             self.forget(client)
         return ws
 
+    async def _start_relay(self, _app: web.Application) -> None:
+        self.relay_task = asyncio.create_task(self.relay())
+
     async def _abort_clients(self, _app: web.Application) -> None:
         for client in list(self.clients):
             self.drop(client, None)
+
+    async def _stop_relay(self, _app: web.Application) -> None:
+        if self.relay_task is not None:
+            self.relay_task.cancel()
+            await asyncio.wait({self.relay_task})
 
 
 def redis_clients(config: PushConfig) -> tuple[Any, Any, tuple[type, ...]]:
@@ -623,28 +634,12 @@ async def serve(config: PushConfig, stop: asyncio.Event | None = None) -> None:
     """Serve until `stop` is set; raises if the site cannot start, the relay
     ends, or a unix socket listener loses its socket file."""
     push = PushSidecar(config, *redis_clients(config))
-    runner = web.AppRunner(push.app, access_log=None)
-    await runner.setup()
-    essential: dict[asyncio.Future[Any], str] = {}
-    try:
-        await sidecar.start_site(runner, config)  # type: ignore[arg-type]
-        log.info("serving the push channel on %s", config.listen_url)
-        essential[asyncio.ensure_future(push.relay())] = "push relay task ended"
-        if config.path is not None:
-            watch = sidecar.watch_socket(config.path, sidecar.SOCKET_CHECK_INTERVAL)
-            essential[asyncio.ensure_future(watch)] = f"unix socket {config.path} was removed"
-        stopped = asyncio.ensure_future((stop or asyncio.Event()).wait())
-        try:
-            await asyncio.wait({*essential, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopped.cancel()
-        for task, problem in essential.items():
-            if task.done():
-                raise RuntimeError(problem) from (None if task.cancelled() else task.exception())
-    finally:
-        for task in essential:
-            task.cancel()
-        await asyncio.wait_for(runner.cleanup(), sidecar.CLEANUP_TIMEOUT)
+
+    def essentials() -> dict[asyncio.Future[Any], str]:
+        assert push.relay_task is not None  # created by the app's on_startup hook
+        return {push.relay_task: "push relay task ended"}
+
+    await sidecar.serve_app(push.app, config, essentials, "the push channel", stop)
 
 
 def load_config(path: str) -> PushConfig:
@@ -663,12 +658,4 @@ def run_service(
     """Entry point for the mod_wsgi service script; serves for the life of the process."""
     config = load_config(config_path)
     sidecar.setup_logging(config.name)
-    try:
-        asyncio.run(serve(config))
-    except SystemExit:
-        log.info("stopping: Apache is restarting or stopping this daemon process")
-        exit_hook(0)
-    except BaseException:
-        log.critical("serving loop died, exiting so mod_wsgi restarts this process", exc_info=True)
-    time.sleep(restart_delay)
-    exit_hook(1)
+    sidecar.run_until_exit(lambda: serve(config), exit_hook, restart_delay)

@@ -623,20 +623,26 @@ async def watch_socket(path: str, interval: float) -> None:
         return
 
 
-async def serve(
-    config: Config, metrics_source: MetricsSource, stop: asyncio.Event | None = None
+async def serve_app(
+    app: web.Application,
+    config: Any,
+    essentials: Callable[[], dict[asyncio.Future[Any], str]],
+    what: str,
+    stop: asyncio.Event | None = None,
 ) -> None:
-    """Serve until `stop` is set. Raises if the site cannot start, the tick task
-    ends, or a unix socket listener loses its socket file."""
-    sidecar = Sidecar(config, metrics_source)
-    runner = web.AppRunner(sidecar.app, access_log=None)  # Apache already logs the requests
+    """Serve `app` on the config's listener (its `path`, or `host` and
+    `port`) until `stop` is set. Raises if the site cannot start, one of the
+    app's essential tasks ends (`essentials()`, called once the app started
+    them: task -> what its end means), or a unix socket listener loses its
+    socket file. Shared by the built-in sidecars."""
+    runner = web.AppRunner(app, access_log=None)  # Apache already logs the requests
     await runner.setup()
     essential: dict[asyncio.Future[Any], str] = {}
+    watch: asyncio.Future[None] | None = None
     try:
         await start_site(runner, config)
-        log.info("serving dashboard on %s every %ss", config.listen_url, config.poll_interval)
-        assert sidecar.tick_task is not None  # created by the app's on_startup hook
-        essential[sidecar.tick_task] = "metrics tick task ended"
+        log.info("serving %s on %s", what, config.listen_url)
+        essential = essentials()
         if config.path is not None:
             watch = asyncio.ensure_future(watch_socket(config.path, SOCKET_CHECK_INTERVAL))
             essential[watch] = f"unix socket {config.path} was removed or replaced"
@@ -649,10 +655,46 @@ async def serve(
             if task.done():
                 raise RuntimeError(problem) from (None if task.cancelled() else task.exception())
     finally:
-        for task in essential:
-            if task is not sidecar.tick_task:
-                task.cancel()
+        if watch is not None:
+            watch.cancel()
+        # The app's own tasks end with it (its on_cleanup hooks).
         await asyncio.wait_for(runner.cleanup(), CLEANUP_TIMEOUT)
+
+
+async def serve(
+    config: Config, metrics_source: MetricsSource, stop: asyncio.Event | None = None
+) -> None:
+    """Serve the dashboard until `stop` is set. Raises if the site cannot
+    start, the tick task ends, or a unix socket listener loses its socket file."""
+    sidecar = Sidecar(config, metrics_source)
+
+    def essentials() -> dict[asyncio.Future[Any], str]:
+        assert sidecar.tick_task is not None  # created by the app's on_startup hook
+        return {sidecar.tick_task: "metrics tick task ended"}
+
+    await serve_app(
+        sidecar.app, config, essentials, f"dashboard every {config.poll_interval}s", stop
+    )
+
+
+def run_until_exit(
+    serving: Callable[[], Any],
+    exit_hook: Callable[[int], NoReturn],
+    restart_delay: float,
+) -> NoReturn:
+    """Run `serving()` (a coroutine) for the life of the process. mod_wsgi turns
+    the SIGTERM of an Apache restart or stop into SystemExit in a service
+    script: an orderly end. Any other end of the loop exits the process, after
+    `restart_delay`, so that mod_wsgi starts a fresh daemon process."""
+    try:
+        asyncio.run(serving())
+    except SystemExit:
+        log.info("stopping: Apache is restarting or stopping this daemon process")
+        exit_hook(0)
+    except BaseException:
+        log.critical("serving loop died, exiting so mod_wsgi restarts this process", exc_info=True)
+    time.sleep(restart_delay)
+    exit_hook(1)
 
 
 def setup_logging(name: str, timestamps: bool = False) -> None:
@@ -683,17 +725,8 @@ def run_service(
         import mod_wsgi  # only importable inside Apache
 
         metrics_source = mod_wsgi.server_metrics
-    try:
-        asyncio.run(serve(config, metrics_source))
-    except SystemExit:
-        # mod_wsgi turns the SIGTERM of an Apache restart or stop into SystemExit in a
-        # service script: an orderly end, not a failure.
-        log.info("stopping: Apache is restarting or stopping this daemon process")
-        exit_hook(0)
-    except BaseException:
-        log.critical("serving loop died, exiting so mod_wsgi restarts this process", exc_info=True)
-    time.sleep(restart_delay)
-    exit_hook(1)
+    source = metrics_source
+    run_until_exit(lambda: serve(config, source), exit_hook, restart_delay)
 
 
 # --- standalone CLI ------------------------------------------------------------------------

@@ -346,16 +346,12 @@ class Streams:
 async def serving(
     redis: Streams, **overrides: Any
 ) -> AsyncIterator[tuple[push_sidecar.PushSidecar, TestClient]]:
+    """The push sidecar's app on a loopback port; its relay starts with it."""
     push = push_sidecar.PushSidecar(config(**overrides), redis, redis, (Down,))
-    relay = asyncio.create_task(push.relay())
-    try:
-        async with TestClient(TestServer(push.app)) as client:
-            await wait_for(lambda: push.feed_problem is None)
-            yield push, client
-    finally:
-        relay.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await relay
+    async with TestClient(TestServer(push.app)) as client:
+        await wait_for(lambda: push.feed_problem is None)
+        yield push, client
+    assert push.relay_task is not None and push.relay_task.done()
 
 
 async def wait_for(predicate: Any, timeout: float = 3.0) -> None:
