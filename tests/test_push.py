@@ -602,3 +602,17 @@ def test_a_full_sidecar_refuses_before_the_handshake() -> None:
                 await ws.close()
 
     run(scenario())
+
+
+def test_a_cross_site_page_cannot_open_the_push_websocket() -> None:
+    async def scenario() -> None:
+        redis = Streams()
+        async with serving(redis, origins=("https://app.example:443",)) as (_push, client):
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await client.ws_connect("/ws", headers={"Origin": "https://evil.example"})
+            assert refused.value.status == 403
+            allowed = await client.ws_connect("/ws", headers={"Origin": "https://app.example"})
+            assert (await subscribe(allowed, "news"))["type"] == "subscribed"
+            await allowed.close()
+
+    run(scenario())
