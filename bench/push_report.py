@@ -37,6 +37,7 @@ def render(report: dict) -> str:
         "",
         f"Run {report['when']}, revision {report['revision']}.",
         "",
+        *([f"Note: {report['note']}", ""] if report.get("note") else []),
         "| Target | Subscribers | Subscribed in | Messages | p50 | p99 | max | Lost | Verdict |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
