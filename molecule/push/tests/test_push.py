@@ -41,6 +41,24 @@ def session_frames(stdout: str) -> list[dict]:
     return session["frames"]
 
 
+def session_while_publishing(host, token: str, text: str, frames: int, timeout: float):
+    """A session on the private channel orders.7 with `token`, during which the
+    application's module publishes `text` there; the frames it got."""
+    stage_scripts(host, "push_probe.py")
+    session = host.run(
+        "timeout 30 python3 %s session orders.7 --token %s --frames %s --timeout %s & "
+        "sleep 1; python3 %s publish orders.7 %s; wait",
+        PROBE,
+        token or "''",
+        str(frames),
+        str(timeout),
+        PROBE,
+        text,
+    )
+    assert session.rc == 0, session.stderr
+    return session_frames(session.stdout)
+
+
 def kinds(frames: list[dict]) -> list[str]:
     return [f.get("type", "closed") for f in frames]
 
@@ -106,32 +124,14 @@ def test_a_private_channel_refuses_bad_tokens_before_any_message(host, token, re
         token = push_probe(host, "token", "orders.7", "--ttl", "-1")["token"]
     elif token == "other":
         token = push_probe(host, "token", "orders.8")["token"]
-    stage_scripts(host, "push_probe.py")
     # Subscribe (refused), then a message is published on the channel meanwhile.
-    session = host.run(
-        "timeout 30 python3 %s session orders.7 --token %s --frames 3 --timeout 3 & "
-        "sleep 1; python3 %s publish orders.7 secret; wait",
-        PROBE,
-        token or "''",
-        PROBE,
-    )
-    assert session.rc == 0, session.stderr
-    frames = session_frames(session.stdout)
+    frames = session_while_publishing(host, token, "secret", frames=3, timeout=3)
     assert frames == [{"type": "refused", "channel": "orders.7", "reason": reason}]
 
 
 def test_a_signed_token_opens_its_private_channel(host):
     token = push_probe(host, "token", "orders.7")["token"]
-    stage_scripts(host, "push_probe.py")
-    session = host.run(
-        "timeout 30 python3 %s session orders.7 --token %s --frames 2 --timeout 5 & "
-        "sleep 1; python3 %s publish orders.7 shipped; wait",
-        PROBE,
-        token,
-        PROBE,
-    )
-    assert session.rc == 0, session.stderr
-    frames = session_frames(session.stdout)
+    frames = session_while_publishing(host, token, "shipped", frames=2, timeout=5)
     assert kinds(frames) == ["subscribed", "message"]
     assert frames[1]["data"] == {"text": "shipped-0"}
 
