@@ -87,11 +87,12 @@ async def role_subscribers(count: int, ready: Any, expected: int, settle: float)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(subscribed.wait(), CONNECT_TIMEOUT)
         ready.send({"subscribed": done[0], "seconds": time.monotonic() - started})
+        cpu_from = time.process_time()
         await wait_for_messages(seen, expected, ready, settle)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    return summary(delays, [seen[i] for i in sorted(subscribed_ones)], expected, worst)
+    return summary(delays, [seen[i] for i in sorted(subscribed_ones)], expected, worst, cpu_from)
 
 
 async def socketio_subscribers(count: int, ready: Any, expected: int, settle: float) -> dict:
@@ -140,13 +141,14 @@ async def socketio_subscribers(count: int, ready: Any, expected: int, settle: fl
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(all_joined.wait(), CONNECT_TIMEOUT)
     ready.send({"subscribed": joined[0], "seconds": time.monotonic() - started})
+    cpu_from = time.process_time()
     await wait_for_messages(seen, expected, ready, settle)
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     await asyncio.gather(*(c.disconnect() for c in clients), return_exceptions=True)
     await http.close()
-    return summary(delays, [seen[i] for i in sorted(subscribed_ones)], expected, worst)
+    return summary(delays, [seen[i] for i in sorted(subscribed_ones)], expected, worst, cpu_from)
 
 
 async def wait_for_messages(seen: list[int], expected: int, pipe: Any, settle: float) -> None:
@@ -159,9 +161,12 @@ async def wait_for_messages(seen: list[int], expected: int, pipe: Any, settle: f
         await asyncio.sleep(0.1)
 
 
-def summary(delays: list[float], seen: list[int], expected: int, worst: dict) -> dict:
+def summary(
+    delays: list[float], seen: list[int], expected: int, worst: dict, cpu_from: float
+) -> dict:
     """A sample of the delays, what the subscribed clients (their counts in
-    `seen`) lost, and each message's slowest delivery."""
+    `seen`) lost, each message's slowest delivery, and the CPU this process
+    used since `cpu_from` (its process time when all had subscribed)."""
     delays.sort()
     step = max(1, len(delays) // 20000)  # a sample keeps the pipe small
     return {
@@ -169,6 +174,7 @@ def summary(delays: list[float], seen: list[int], expected: int, worst: dict) ->
         "received": len(delays),
         "lost": sum(max(0, expected - n) for n in seen),
         "worst": worst,
+        "cpu_seconds": time.process_time() - cpu_from,
     }
 
 
@@ -209,13 +215,13 @@ def group_of(comm: str, cmdline: str) -> str | None:
         return "socket.io server"
     if comm == "redis-server":
         return "redis"
-    if "push_bench.py" in cmdline:
-        return "clients and publisher"
     return None
 
 
 def cpu_by_group() -> dict[str, float]:
-    """CPU seconds used so far by each group of processes in the container."""
+    """CPU seconds used so far by each group of server processes in the
+    container (the driver's own processes count theirs themselves: the
+    subscribers' have exited by the time this runs again)."""
     used: dict[str, float] = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -254,6 +260,7 @@ def measure(target: str, size: int, messages: int, settle: float) -> dict[str, A
     subscribed = sum(r["subscribed"] for r in ready)
     publish = publisher(target)
     cpu_before, wall_before = cpu_by_group(), time.monotonic()
+    publisher_cpu_before = time.process_time()
     publish_seconds = []
     for n in range(messages):
         began = time.time()
@@ -263,7 +270,10 @@ def measure(target: str, size: int, messages: int, settle: float) -> dict[str, A
     for pipe in pipes:
         pipe.send("published")
     results = [p.recv() for p in pipes]
+    publisher_cpu = time.process_time() - publisher_cpu_before
     cpu_after, wall = cpu_by_group(), time.monotonic() - wall_before
+    cpu_after["subscribers"] = sum(r["cpu_seconds"] for r in results)
+    cpu_after["publisher"] = publisher_cpu
     for worker in workers:
         worker.join(30)
         if worker.is_alive():

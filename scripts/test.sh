@@ -7,12 +7,12 @@
 #   scripts/test.sh                  everything
 #   scripts/test.sh lint|unit|user   one suite
 #   scripts/test.sh molecule [S...]  Molecule scenarios (all, or those named)
-#   scripts/test.sh lane ITEM...     the user suite and scenarios named, in order
+#   scripts/test.sh lane ITEM...     the suites and scenarios named, in order
 #
-# Everything runs lint and unit first, then two lanes side by side (each
-# scenario's containers are its own): the scenarios whose tests time
-# recoveries and capacity, one after another, and beside them the user
-# suite and the other scenarios. MWS_TEST_LANES=1 runs them all in one.
+# Everything runs in two lanes side by side (each scenario's containers are
+# its own): the scenarios whose tests time recoveries and capacity, one
+# after another, and beside them lint, unit, the user suite and the other
+# scenarios. MWS_TEST_LANES=1 runs them all in one.
 #
 # unit: fast tests without Docker, run twice: on the pinned toolchain
 # (.venv) and on the oldest ansible-core the collection claims with Debian
@@ -114,21 +114,28 @@ run_scenario() {
   count_pytest "molecule ${scenario} ($((SECONDS - started)) s)" ${rc} "${log}"
 }
 
-# The user suite or scenarios named, one after another.
+# The suites (lint, unit, user) or scenarios named, one after another.
 run_lane() {
   local item
   for item in "$@"; do
-    if [ "${item}" = user ]; then run_user; else run_scenario "${item}"; fi
+    case "${item}" in
+      lint) run_lint ;;
+      unit) run_unit ;;
+      user) run_user ;;
+      *) run_scenario "${item}" ;;
+    esac
   done
 }
 
 # The scenarios whose tests time recoveries, capacity and timeouts.
 TIMED_SCENARIOS=(default unix-socket own-sidecar)
 
-# The user suite and every scenario in two lanes run side by side (see the
-# top), each lane a run of this script whose closing line adds to the totals.
+# Lint, the unit tests, the user suite and every scenario in two lanes run
+# side by side (see the top), each lane a run of this script whose closing
+# line adds to the totals. Lint and the unit tests open the other lane: the
+# timed lane is the longer, so it starts at once.
 run_lanes() {
-  local timed=() others=(user) scenario dir lane_log pid pids=() logs=() counts
+  local timed=() others=(lint unit user) scenario dir lane_log pid pids=() logs=() counts
   for dir in molecule/*/molecule.yml; do
     scenario=$(basename "$(dirname "${dir}")")
     if [[ " ${TIMED_SCENARIOS[*]} " == *" ${scenario} "* ]]; then
@@ -179,7 +186,7 @@ case "${1:-all}" in
   user) run_user ;;
   molecule) shift; run_molecule "$@" ;;
   lane) shift; run_lane "$@" ;;
-  all) run_lint; run_unit; run_lanes ;;
+  all) run_lanes ;;
   *) die "unknown suite '$1' (lint, unit, user, molecule, lane)" ;;
 esac
 say "total wall time: $((SECONDS - started)) s"
