@@ -1,7 +1,8 @@
 """Push path benchmark driver; runs inside the container (bench/push.sh starts it).
 
 For each target and size: N subscribers connect and subscribe to one channel
-(spread over at least 4 processes of at most 1,500 each), then one message a second is
+(spread over at least 4 processes of at most 1,500 each, every one on the
+same lean client, bench/lean_ws.py), then one message a second is
 published for `--messages` seconds, each carrying its publish time; every
 subscriber notes publish-to-receipt for every message. Reported per target
 and size: p50, p99 and max of those delays over all subscribers and
@@ -33,9 +34,9 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import lean_ws
+
 LIB = "/usr/local/lib/mod_wsgi_ws_sidecar"
-ROLE_WS = "ws://127.0.0.1/push/ws"
-SOCKETIO_URL = "http://127.0.0.1:8090"
 SOCKETIO_REDIS = "redis://127.0.0.1:6380/0"
 CHANNEL = "bench"
 # Subscribers are spread over processes (at least MIN_PROCESSES, at most
@@ -49,106 +50,110 @@ CONNECT_TIMEOUT = 180.0
 # --- subscribers (in child processes) ------------------------------------------------------
 
 
-async def role_subscribers(count: int, ready: Any, expected: int, settle: float) -> dict:
-    import aiohttp
+class Tally:
+    """What one process's subscribers received."""
 
-    delays: list[float] = []
-    worst: dict[int, float] = {}
-    seen = [0] * count
-    subscribed_ones: set[int] = set()
-    subscribed = asyncio.Event()
-    done = [0]
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.delays: list[float] = []
+        self.worst: dict[int, float] = {}
+        self.seen = [0] * count
+        self.subscribed_ones: set[int] = set()
+        self.all_subscribed = asyncio.Event()
 
-    async def one(index: int, session: aiohttp.ClientSession) -> None:
-        for _attempt in range(30):
-            try:
-                async with session.ws_connect(ROLE_WS, timeout=30, autoping=True) as ws:
-                    await ws.send_json({"type": "subscribe", "channel": CHANNEL})
-                    async for msg in ws:
-                        frame = json.loads(msg.data)
-                        if frame["type"] == "subscribed":
-                            subscribed_ones.add(index)
-                            done[0] += 1
-                            if done[0] == count:
-                                subscribed.set()
-                        elif frame["type"] == "message":
-                            delay = time.time() - frame["data"]["t"]
-                            delays.append(delay)
-                            worst[frame["data"]["n"]] = max(worst.get(frame["data"]["n"], 0), delay)
-                            seen[index] += 1
-                    return
-            except (TimeoutError, aiohttp.ClientError, OSError):
-                await asyncio.sleep(0.5)
+    def subscribed(self, index: int) -> None:
+        self.subscribed_ones.add(index)
+        if len(self.subscribed_ones) == self.count:
+            self.all_subscribed.set()
 
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        tasks = [asyncio.ensure_future(one(i, session)) for i in range(count)]
-        started = time.monotonic()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(subscribed.wait(), CONNECT_TIMEOUT)
-        ready.send({"subscribed": done[0], "seconds": time.monotonic() - started})
-        cpu_from = time.process_time()
-        await wait_for_messages(seen, expected, ready, settle)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    return summary(delays, [seen[i] for i in sorted(subscribed_ones)], expected, worst, cpu_from)
+    def received(self, index: int, data: dict) -> None:
+        delay = time.time() - data["t"]
+        self.delays.append(delay)
+        self.worst[data["n"]] = max(self.worst.get(data["n"], 0), delay)
+        self.seen[index] += 1
 
 
-async def socketio_subscribers(count: int, ready: Any, expected: int, settle: float) -> dict:
-    import socketio
+def role_handler(tally: Tally, index: int) -> Any:
+    """The push sidecar's protocol: JSON frames."""
 
-    delays: list[float] = []
-    worst: dict[int, float] = {}
-    seen = [0] * count
-    subscribed_ones: set[int] = set()
-    joined = [0]
-    all_joined = asyncio.Event()
-    clients = []
+    def on_text(_socket: lean_ws.LeanWebSocket, text: str) -> None:
+        frame = json.loads(text)
+        if frame["type"] == "message":
+            tally.received(index, frame["data"])
+        elif frame["type"] == "subscribed":
+            tally.subscribed(index)
+
+    return on_text
+
+
+def socketio_handler(tally: Tally, index: int) -> Any:
+    """Socket.IO 5 over Engine.IO 4, as python-socketio's client speaks it:
+    "0{...}" opens, "40" joins the main namespace, "420[...]" asks to join
+    the room with acknowledgement 0 ("430[...]"), "42[...]" is an event, "2"
+    a ping to answer with "3"."""
+
+    def on_text(socket: lean_ws.LeanWebSocket, text: str) -> None:
+        if text.startswith("42"):
+            name, data = json.loads(text[2:])
+            if name == "msg":
+                tally.received(index, data)
+        elif text == "2":
+            socket.send_text("3")
+        elif text.startswith("0"):
+            socket.send_text("40")
+        elif text.startswith("40"):
+            socket.send_text("420" + json.dumps(["join", CHANNEL]))
+        elif text.startswith("430"):
+            tally.subscribed(index)
+
+    return on_text
+
+
+TARGETS = {
+    # target: (port, path, handler, first message once open)
+    "role": (80, "/push/ws", role_handler, json.dumps({"type": "subscribe", "channel": CHANNEL})),
+    "socketio": (8090, "/socket.io/?EIO=4&transport=websocket", socketio_handler, None),
+}
+
+
+async def subscribers(target: str, count: int, ready: Any, expected: int, settle: float) -> dict:
+    port, path, handler, first = TARGETS[target]
+    tally = Tally(count)
+    sockets: list[lean_ws.LeanWebSocket] = []
 
     async def one(index: int) -> None:
-        # One HTTP session for every client of the process, as the role's
-        # subscribers share theirs: else each makes its own.
-        client = socketio.AsyncClient(reconnection=False, http_session=http)
-
-        @client.on("msg")
-        async def on_msg(data: dict) -> None:
-            delay = time.time() - data["t"]
-            delays.append(delay)
-            worst[data["n"]] = max(worst.get(data["n"], 0), delay)
-            seen[index] += 1
-
         for _attempt in range(30):
             try:
-                await client.connect(SOCKETIO_URL, transports=["websocket"], wait_timeout=30)
-                await client.call("join", CHANNEL, timeout=30)
-                break
-            except (TimeoutError, socketio.exceptions.SocketIOError, OSError):
+                socket = await lean_ws.connect("127.0.0.1", port, path, handler(tally, index))
+            except (TimeoutError, ConnectionError, OSError):
                 await asyncio.sleep(0.5)
-        else:
+                continue
+            sockets.append(socket)
+            if first is not None:
+                socket.send_text(first)
+            await socket.closed
             return
-        clients.append(client)
-        subscribed_ones.add(index)
-        joined[0] += 1
-        if joined[0] == count:
-            all_joined.set()
 
-    import aiohttp
-
-    http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
-    started = time.monotonic()
     tasks = [asyncio.ensure_future(one(i)) for i in range(count)]
+    started = time.monotonic()
     with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(all_joined.wait(), CONNECT_TIMEOUT)
-    ready.send({"subscribed": joined[0], "seconds": time.monotonic() - started})
+        await asyncio.wait_for(tally.all_subscribed.wait(), CONNECT_TIMEOUT)
+    ready.send({"subscribed": len(tally.subscribed_ones), "seconds": time.monotonic() - started})
     cpu_from = time.process_time()
-    await wait_for_messages(seen, expected, ready, settle)
+    await wait_for_messages(tally.seen, expected, ready, settle)
+    result = summary(
+        tally.delays,
+        [tally.seen[i] for i in sorted(tally.subscribed_ones)],
+        expected,
+        tally.worst,
+        cpu_from,
+    )
+    for socket in sockets:
+        socket.close()
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    await asyncio.gather(*(c.disconnect() for c in clients), return_exceptions=True)
-    await http.close()
-    return summary(delays, [seen[i] for i in sorted(subscribed_ones)], expected, worst, cpu_from)
+    return result
 
 
 async def wait_for_messages(seen: list[int], expected: int, pipe: Any, settle: float) -> None:
@@ -181,8 +186,7 @@ def summary(
 def child(target: str, count: int, pipe: Any, expected: int, settle: float) -> None:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    run = role_subscribers if target == "role" else socketio_subscribers
-    pipe.send(asyncio.run(run(count, pipe, expected, settle)))
+    pipe.send(asyncio.run(subscribers(target, count, pipe, expected, settle)))
 
 
 # --- publishing and the measurement (the parent) -------------------------------------------

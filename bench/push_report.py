@@ -13,6 +13,8 @@ LABELS = {
     "role": "the role: push sidecar through Apache (Redis Streams)",
     "socketio": "python-socketio 5.7 AsyncServer + AsyncRedisManager (no proxy)",
 }
+# The columns of the CPU table, as push_bench.py groups the processes.
+CPU_GROUPS = ["apache", "push sidecar", "socket.io server", "redis", "subscribers", "publisher"]
 # The targets: p99 publish-to-receipt by subscribers, and nothing lost.
 TARGETS_MS = {1000: 100, 10000: 1000}
 
@@ -33,7 +35,9 @@ def render(report: dict) -> str:
         "one message published a second, each carrying its publish time; every",
         "subscriber notes when each arrives. All processes in one Debian 12 container",
         f"on a {report['machine']['cpus']}-core machine, clients included; made by",
-        "`bench/push.sh` (`bench/push_bench.py`).",
+        "`bench/push.sh` (`bench/push_bench.py`). The push sidecar listens on a unix",
+        "socket (`bench/push_playbook.yml`); every subscriber of both targets runs on",
+        "the same lean client (`bench/lean_ws.py`), in processes of at most 1,500.",
         "",
         f"Run {report['when']}, revision {report['revision']}.",
         "",
@@ -47,6 +51,21 @@ def render(report: dict) -> str:
             f"{run['size']:,} | {run['connect_seconds']} s | {run['messages']} | "
             f"{run['p50_ms']} ms | {run['p99_ms']} ms | {run['max_ms']} ms | "
             f"{run['lost']:,} | {verdict(run)} |"
+        )
+    lines += [
+        "",
+        "CPU seconds each part used while the messages were published and delivered",
+        "(the same 2 cores serve everything):",
+        "",
+        "| Target | Subscribers | Wall | " + " | ".join(CPU_GROUPS) + " |",
+        "|---|---|---|" + "---|" * len(CPU_GROUPS),
+    ]
+    for run in report["runs"]:
+        cpu = run.get("cpu_seconds", {})
+        lines.append(
+            f"| {run['target']} | {run['size']:,} | {run.get('wall_seconds', '?')} s | "
+            + " | ".join(f"{cpu[g]} s" if g in cpu else "" for g in CPU_GROUPS)
+            + " |"
         )
     lines += [
         "",

@@ -7,10 +7,16 @@ front (bench/push_bench.py compares the role's path through Apache with it).
     python3 socketio_server.py redis://127.0.0.1:6380/0
 """
 
+import resource
 import sys
 
 import socketio
 from aiohttp import web
+
+# One descriptor per client: the shell that starts it leaves the soft limit
+# at 1,024, which capped it at 1,016 clients (as the driver lifts its own).
+_soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (_hard, _hard))
 
 server = socketio.AsyncServer(
     async_mode="aiohttp", client_manager=socketio.AsyncRedisManager(sys.argv[1])
