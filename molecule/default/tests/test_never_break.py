@@ -1,7 +1,10 @@
 """A configuration Apache rejects never reaches the running server: the run
 fails, the role's previous files are put back, Apache is not reloaded, and a
 client polling the site all along sees no failed request. The user's own
-sites and configuration survive every converge untouched."""
+sites and configuration survive every converge untouched. And a run that
+ends well means the site serves: right after each converge that reloads
+Apache (the good change, and the one back), the very first WebSocket gets
+its frames (it used to get a 503 while the sidecars started again)."""
 
 import json
 import time
@@ -17,6 +20,7 @@ from conftest import (
     put_file,
     run_playbook,
     scenario_hosts,
+    status,
 )
 
 POLLER = Path(__file__).resolve().parents[2] / "poller.py"
@@ -47,6 +51,19 @@ def extra_header(host) -> str | None:
     return Probe(host).http("/")["headers"].get("X-Extra-Directive")
 
 
+def first_websockets(hosts: list, changed: dict[str, list[str]]) -> dict:
+    """At once after a converge: whether it reloaded Apache, and one
+    WebSocket per host."""
+    return {
+        host.backend.host: {
+            "reloaded": f"{ROLE} : Reload Apache (mod_wsgi_ws_sidecar)"
+            in changed[host.backend.host],
+            "first": Probe(host).ws("/metrics/ws", frames=1, timeout=5),
+        }
+        for host in hosts
+    }
+
+
 def graceful_restarts(host) -> int:
     return int(host.run("grep -c 'Doing graceful restart' /var/log/apache2/error.log").stdout or 0)
 
@@ -69,6 +86,7 @@ def story():
     user_before = {h.backend.hostname: user_files_state(h) for h in hosts}
 
     good = converge(GOOD)
+    first_after_good = first_websockets(hosts, good)
     site_good = {h.backend.hostname: h.file(SITE_FILE).md5sum for h in hosts}
     header_good = {h.backend.hostname: extra_header(h) for h in hosts}
     reloads_before = {h.backend.hostname: graceful_restarts(h) for h in hosts}
@@ -110,9 +128,11 @@ def story():
         for h in hosts
     }
     back = converge_run()
+    first_after_back = first_websockets(hosts, back.changed())
     yield {
         "hosts": hosts,
         "good": good,
+        "first_websockets": {"good": first_after_good, "back": first_after_back},
         "site_good": site_good,
         "header_good": header_good,
         "reloads_before": reloads_before,
@@ -133,6 +153,14 @@ def story():
 def test_valid_extra_directive_is_applied(story):
     for name, header in story["header_good"].items():
         assert header == "applied", name
+
+
+@pytest.mark.parametrize("step", ["good", "back"])
+def test_first_websocket_after_a_reloading_converge_gets_frames(story, step):
+    for name, seen in story["first_websockets"][step].items():
+        assert seen["reloaded"], name
+        assert status(seen["first"]) == 101, (name, seen["first"])
+        assert seen["first"]["frames"][0]["data"]["type"] == "snapshot", name
 
 
 def test_rejected_configuration_fails_the_run_with_apaches_complaint(story):
