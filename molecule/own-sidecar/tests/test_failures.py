@@ -8,8 +8,9 @@ repairs what it can, so that a run that ends well means a serving site.
 - a regular file left at a default socket path: cleared, and the sidecar
   serves; one at a socket path of the user's: refused before any change.
 
-The runs happen once for all hosts (module fixtures); each story ends with
-the example's own converge, which puts the scenario back.
+The runs happen once for all hosts (module fixtures); the first three
+stories share two runs, the last of them the example's own converge, which
+puts the scenario back.
 """
 
 import re
@@ -61,86 +62,74 @@ def sidecars(*extra: dict, **variables) -> dict:
     return {"mod_wsgi_ws_sidecar_sidecars": [METRICS, ECHO, *extra], **variables}
 
 
-@pytest.fixture(scope="module")
-def broken() -> str:
-    for host in scenario_hosts():
-        put_file(host, "/srv/broken/broken.py", BROKEN)
-    run = run_playbook(
-        sidecars(
-            {
-                "name": "broken",
-                "script": "/srv/broken/broken.py",
-                "mount": "/broken/",
-                "port": 8790,
-            },
-            mod_wsgi_ws_sidecar_ready_timeout=8,
-        )
-    )
-    converge()
-    assert run.returncode != 0
-    return run.messages()
+BROKEN_SIDECAR = {
+    "name": "broken",
+    "script": "/srv/broken/broken.py",
+    "mount": "/broken/",
+    "port": 8790,
+}
+FLAKY_SIDECAR = {"name": "flaky", "script": "/srv/flaky/flaky.py", "mount": "/flaky/", "port": 8791}
 
 
-def test_a_sidecar_that_never_serves_fails_the_run_naming_it(broken):
-    # Named alone (the dashboard, the echo sidecar and the app serve), with
-    # its own traceback from Apache's error log.
-    assert re.search(r"Not serving after 8 s: broken: [^;]*\. Last lines of", broken), broken[
-        -3000:
-    ]
-    assert "RuntimeError: broken sidecar, on purpose" in broken, broken[-3000:]
+def flaky_seen(host) -> dict:
+    return {
+        "answer": Probe(host).http("/flaky/"),
+        "logged": int(
+            host.run(
+                "grep -c 'RuntimeError: flaky sidecar, first start' /var/log/apache2/error.log"
+            ).stdout
+            or 0
+        ),
+    }
 
 
 @pytest.fixture(scope="module")
-def flaky() -> dict:
+def stories() -> dict:
+    """Three stories in two runs, once for all hosts: a run with a broken and
+    a flaky sidecar beside the example's; then, with Apache stopped and a
+    regular file at the echo sidecar's default socket path, the example's own
+    converge, which also puts the scenario back."""
     hosts = scenario_hosts()
     for host in hosts:
+        put_file(host, "/srv/broken/broken.py", BROKEN)
         put_file(host, "/srv/flaky/flaky.py", FLAKY)
         assert host.run("rm -f /srv/flaky/failed-once && chown www-data /srv/flaky").rc == 0
-    changed = converge(
-        sidecars(
-            {"name": "flaky", "script": "/srv/flaky/flaky.py", "mount": "/flaky/", "port": 8791}
-        )
+    failing = run_playbook(
+        sidecars(BROKEN_SIDECAR, FLAKY_SIDECAR, mod_wsgi_ws_sidecar_ready_timeout=10)
     )
-    seen = {
-        host.backend.host: {
-            "answer": Probe(host).http("/flaky/"),
-            "logged": int(
-                host.run(
-                    "grep -c 'RuntimeError: flaky sidecar, first start' /var/log/apache2/error.log"
-                ).stdout
-                or 0
-            ),
-        }
-        for host in hosts
-    }
-    converge()
-    return {"changed": changed, "seen": seen}
-
-
-def test_a_script_that_fails_once_is_restarted_and_serves_when_the_run_ends(flaky):
-    for name, seen in flaky["seen"].items():
-        assert seen["answer"]["status"] == 200 and seen["answer"]["body"] == "flaky", name
-        assert seen["logged"] == 1, name
-
-
-@pytest.fixture(scope="module")
-def leftover_at_default_path() -> dict:
-    hosts = scenario_hosts()
+    flaky = {host.backend.host: flaky_seen(host) for host in hosts}
     for host in hosts:
         assert host.run("systemctl stop apache2").rc == 0
         assert host.run(f"rm -f {ECHO_SOCKET} && echo stale > {ECHO_SOCKET}").rc == 0
     converge()
-    return {
+    leftover = {
         host.backend.host: {
             "socket": host.file(ECHO_SOCKET).is_socket,
             "echo": Probe(host).http("/ws/"),
         }
         for host in hosts
     }
+    return {"failing": failing, "flaky": flaky, "leftover": leftover}
 
 
-def test_a_leftover_file_at_a_default_socket_path_is_cleared(leftover_at_default_path):
-    for name, seen in leftover_at_default_path.items():
+def test_a_sidecar_that_never_serves_fails_the_run_naming_it(stories):
+    # Named alone (the dashboard, the echo sidecar, the flaky one and the app
+    # serve), with its own traceback from Apache's error log.
+    run = stories["failing"]
+    said = run.messages()
+    assert run.returncode != 0
+    assert re.search(r"Not serving after 10 s: broken: [^;]*\. Last lines of", said), said[-3000:]
+    assert "RuntimeError: broken sidecar, on purpose" in said, said[-3000:]
+
+
+def test_a_script_that_fails_once_is_restarted_and_serves_when_the_run_ends(stories):
+    for name, seen in stories["flaky"].items():
+        assert seen["answer"]["status"] == 200 and seen["answer"]["body"] == "flaky", name
+        assert seen["logged"] == 1, name
+
+
+def test_a_leftover_file_at_a_default_socket_path_is_cleared(stories):
+    for name, seen in stories["leftover"].items():
         assert seen["socket"], name
         assert seen["echo"]["status"] == 200, (name, seen["echo"])
 
