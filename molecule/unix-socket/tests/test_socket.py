@@ -95,7 +95,3 @@ def test_boot_recreates_the_socket_directory(host, probe):
     assert host.file(SOCKET_DIR).mode == 0o2750
     host.run_test("systemctl start apache2")
     probe.ws_eventually("/metrics/ws", within=20)
-
-
-def test_check_mode_reports_no_change_on_a_converged_host(host, check_mode_changes):
-    assert check_mode_changes[host.backend.host] == []
