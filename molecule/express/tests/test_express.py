@@ -5,8 +5,9 @@ both work, a configuration the server rejects is never loaded, and
 switching the host to system mode and back by one variable leaves nothing
 of the other mode behind.
 
-Each switch happens once for all hosts (a module fixture); what each host
-looked like after it is recorded then and checked per host."""
+The switches happen once for all hosts, one after another (a session
+fixture); what each host looked like after each is recorded then and
+checked per host."""
 
 import pytest
 from conftest import Probe, converge, run_playbook, scenario_host, scenario_hosts, status
@@ -120,17 +121,23 @@ def observe(name: str) -> dict:
     }
 
 
-@pytest.fixture(scope="module")
-def on_unix_socket() -> dict:
-    """Every host converged with the dashboard on a unix socket, then back on TCP."""
+# One journey for all hosts, session-scoped like check_mode_changes (a test
+# that asks for both in this order gets the scenario's one --check --diff run
+# after it; test_shared.py's check-mode test, which runs later, reads the
+# same run): the dashboard moved to a unix socket; from there, system mode
+# by one variable; then the playbook's own variables, express on TCP again.
+@pytest.fixture(scope="session")
+def switches() -> dict:
+    before = {host.backend.host: observe(host.backend.host) for host in scenario_hosts()}
     unix = {"name": "metrics-sidecar", "mount": "/metrics/", "listener": "unix"}
-    seen = {name: observe(name) for name in converge({"mod_wsgi_ws_sidecar_sidecars": [unix]})}
+    on_unix = {name: observe(name) for name in converge({"mod_wsgi_ws_sidecar_sidecars": [unix]})}
+    on_system = {name: observe(name) for name in converge({"mod_wsgi_ws_sidecar_mode": "system"})}
     back = {name: observe(name) for name in converge()}
-    return {"unix": seen, "tcp": back}
+    return {"before": before, "unix": on_unix, "system": on_system, "back": back}
 
 
-def test_unix_socket_and_tcp_listeners_both_work(host, on_unix_socket):
-    unix, tcp = (on_unix_socket[moment][host.backend.host] for moment in ("unix", "tcp"))
+def test_unix_socket_and_tcp_listeners_both_work(host, switches):
+    unix, tcp = (switches[moment][host.backend.host] for moment in ("unix", "back"))
     assert unix["socket"]
     assert f"'unix:{SOCKET}|http://localhost/' upgrade=websocket" in unix["httpd_conf"]
     assert not any(address.endswith(":8765") for address in unix["tcp"])
@@ -170,18 +177,9 @@ def test_a_configuration_apache_rejects_is_never_loaded(host, probe, rejected_co
     assert probe.ws("/metrics/ws")["frames"][0]["data"]["type"] == "snapshot"
 
 
-@pytest.fixture(scope="module")
-def round_trip() -> dict:
-    """Every host switched to system mode by one variable, then back."""
-    before = {host.backend.host: observe(host.backend.host) for host in scenario_hosts()}
-    on_system = {name: observe(name) for name in converge({"mod_wsgi_ws_sidecar_mode": "system"})}
-    back = {name: observe(name) for name in converge()}
-    return {"before": before, "system": on_system, "back": back, "recheck": converge(check=True)}
-
-
-def test_switching_to_system_mode_and_back_leaves_nothing_stale(host, round_trip):
+def test_switching_to_system_mode_and_back_leaves_nothing_stale(host, switches, check_mode_changes):
     name = host.backend.host
-    before, on_system, back = (round_trip[moment][name] for moment in ("before", "system", "back"))
+    before, on_system, back = (switches[moment][name] for moment in ("before", "system", "back"))
     # System mode: Debian's apache2 serves, Debian's Python runs the
     # application, and nothing of express mode is left.
     assert on_system["services"] == {SERVICE: (False, False), "apache2": (True, True)}
@@ -196,4 +194,5 @@ def test_switching_to_system_mode_and_back_leaves_nothing_stale(host, round_trip
     assert back["system_only"] == []
     assert back["express_files"] == before["express_files"]
     assert back["frames"][0]["data"]["type"] == "snapshot"
-    assert round_trip["recheck"][name] == []
+    # And then nothing to change.
+    assert check_mode_changes[name] == []
