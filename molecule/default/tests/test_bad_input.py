@@ -18,9 +18,9 @@ def sidecars(*items: dict) -> dict:
 
 
 # (case id, extra vars, words the failure message must contain): one case of
-# each kind of check. Every rule of the plan has its own row in
-# tests/test_plan.py; these prove on real hosts that a refusal comes before
-# any change.
+# each kind of check, each reporting all its problems in one run. Every rule
+# of the plan has its own row in tests/test_plan.py; these prove on real
+# hosts that a refusal comes before any change.
 CASES = [
     # The argument spec.
     ("non-boolean-flag", {"mod_wsgi_ws_sidecar_tls": "maybe"}, ["mod_wsgi_ws_sidecar_tls"]),
@@ -33,37 +33,33 @@ CASES = [
         },
         ["sidecars[0].port", "mod_wsgi_ws_sidecar_auth_users"],
     ),
-    # What needs the host.
+    # Every check that needs the host, all problems at once: a missing
+    # certificate, an internal address the host lacks, a directory that is
+    # not a virtual environment, a missing pip CA bundle, a user's script
+    # not on the host.
     (
-        "missing-certificate",
+        "host-problems",
         {
             "mod_wsgi_ws_sidecar_tls": True,
             "mod_wsgi_ws_sidecar_tls_certificate": "/etc/ssl/certs/missing.pem",
             "mod_wsgi_ws_sidecar_tls_certificate_key": "/etc/ssl/private/missing.key",
+            "mod_wsgi_ws_sidecar_internal_listen": "192.0.2.1:8081",
+            "mod_wsgi_ws_sidecar_venv": "/usr/local/lib/mod_wsgi_ws_sidecar",
+            "mod_wsgi_ws_sidecar_pip_ca_bundle": "/etc/ssl/missing.crt",
+            **sidecars(
+                SIDECAR, {"name": "echo", "mount": "/ws/", "port": 8770, "script": "/srv/none.py"}
+            ),
         },
-        ["mod_wsgi_ws_sidecar_tls_certificate"],
-    ),
-    (
-        "internal-host-address-not-on-host",
-        {"mod_wsgi_ws_sidecar_internal_listen": "192.0.2.1:8081"},
-        ["mod_wsgi_ws_sidecar_internal_listen", "192.0.2.1"],
-    ),
-    (
-        "venv-is-a-directory-but-no-venv",
-        {"mod_wsgi_ws_sidecar_venv": "/usr/local/lib/mod_wsgi_ws_sidecar"},
-        ["mod_wsgi_ws_sidecar_venv", "bin/python"],
-    ),
-    (
-        "missing-pip-ca-bundle",
-        {"mod_wsgi_ws_sidecar_pip_ca_bundle": "/etc/ssl/missing.crt"},
-        ["mod_wsgi_ws_sidecar_pip_ca_bundle"],
-    ),
-    (
-        "user-script-not-on-host",
-        sidecars(
-            SIDECAR, {"name": "echo", "mount": "/ws/", "port": 8770, "script": "/srv/none.py"}
-        ),
-        ["sidecars[1].script", "/srv/none.py"],
+        [
+            "mod_wsgi_ws_sidecar_tls_certificate",
+            "mod_wsgi_ws_sidecar_internal_listen",
+            "192.0.2.1",
+            "mod_wsgi_ws_sidecar_venv",
+            "bin/python",
+            "mod_wsgi_ws_sidecar_pip_ca_bundle",
+            "sidecars[1].script",
+            "/srv/none.py",
+        ],
     ),
 ]
 
