@@ -252,3 +252,7 @@ def test_neither_secret_is_ever_printed():
     assert run.returncode == 0, run.stdout[-3000:]
     for secret in (REDIS_PASSWORD, TOKEN_SECRET):
         assert secret not in run.stdout + run.stderr
+
+
+def test_check_mode_reports_no_change_on_a_converged_host(host, check_mode_changes):
+    assert check_mode_changes[host.backend.host] == []
