@@ -75,13 +75,15 @@ run_lint() {
 }
 
 run_unit() {
-  local venv log rc
+  local venv log rc version
   for venv in "${VENV}" "${OLDEST_VENV}"; do
     log="${LOG_DIR}/unit-$(basename "${venv}").log"
     "${venv}/bin/pytest" tests -q --ignore=tests/user >"${log}" 2>&1
     rc=$?
     [ ${rc} = 0 ] || tail -n 60 "${log}" >&2
-    count_pytest "unit tests ($("${venv}/bin/ansible" --version | head -n1))" ${rc} "${log}"
+    # Read whole: ansible fails on a pipe closed after its first line.
+    version=$("${venv}/bin/ansible" --version)
+    count_pytest "unit tests (${version%%$'\n'*})" ${rc} "${log}"
   done
 }
 
