@@ -4,7 +4,11 @@ with the WSGI application still answering, and refuses the excess at once.
 The load client is the benchmark's (bench/loadclient.py), run inside the
 container against its own loopback."""
 
-from conftest import load, proxy_passes
+import json
+import time
+
+from conftest import Probe, load, proxy_passes, staged_probe
+from fault_tests import on_every_host
 
 CAPACITY = 500
 # What plugins/module_utils/sizing.py gives for the defaults (tests/test_mpm_sizing.py).
@@ -46,3 +50,32 @@ def test_planned_websockets_held_and_excess_refused_at_once(host):
     assert excess["refuse_seconds_max"] < 1
     assert http["failed"] == 0 and http["ok"] > 0
     assert http["p99_ms"] < 1000, http
+
+
+def test_a_graceful_stop_with_a_websocket_open_ends_within_seconds():
+    # Debian's unit stops Apache with graceful-stop. A tunnelled WebSocket
+    # ends only when its sidecar does, after the children, so unbounded the
+    # stop waits as long as the client stays (measured: over 30 s, until the
+    # client left). GracefulShutdownTimeout (5 s) bounds it; Apache then ends
+    # the children within about 10 s. On every host at once.
+    def stop(host) -> float:
+        host.run_test(
+            "(timeout 90 python3 %s ws /metrics/ws --frames 10000 --timeout 85 >/dev/null 2>&1 &)",
+            staged_probe(host),
+        )
+        deadline = time.monotonic() + 10
+        while not host.check_output("ss -Htn state established '( sport = :80 )'"):
+            assert time.monotonic() < deadline, "the WebSocket did not open"
+            time.sleep(0.2)
+        pid = host.check_output("systemctl show -p MainPID --value apache2")
+        started = time.monotonic()
+        host.run_test("apache2ctl graceful-stop")
+        while host.file(f"/proc/{pid}").exists and time.monotonic() - started < 45:
+            time.sleep(0.2)
+        stopped_after = round(time.monotonic() - started, 1)
+        host.run_test("systemctl start apache2")
+        Probe(host).ws_eventually("/metrics/ws", within=20)
+        assert stopped_after < 30, f"Apache still running {stopped_after} s after graceful-stop"
+        return stopped_after
+
+    print(json.dumps({"graceful_stop_seconds": on_every_host(stop)}))
