@@ -91,20 +91,20 @@ run_unit() {
 # its own, and they overlap lint, the unit tests and the first scenarios'
 # set-up, none of which time anything.
 run_user() {
-  local suite log started=${SECONDS} pids=() rc
-  for suite in consumer demo; do
-    log="${LOG_DIR}/user-${suite}.log"
-    say "user tests (${suite}): running (log: ${log})"
-    pytest "tests/user/test_${suite}.py" -v >"${log}" 2>&1 &
-    pids+=($!)
+  local suites=(consumer demo) i log pids=() rc
+  for i in "${!suites[@]}"; do
+    log="${LOG_DIR}/user-${suites[i]}.log"
+    say "user tests (${suites[i]}): running (log: ${log})"
+    pytest "tests/user/test_${suites[i]}.py" -v >"${log}" 2>&1 &
+    pids[i]=$!
   done
-  for suite in consumer demo; do
-    log="${LOG_DIR}/user-${suite}.log"
-    wait "${pids[0]}"
+  for i in "${!suites[@]}"; do
+    log="${LOG_DIR}/user-${suites[i]}.log"
+    wait "${pids[i]}"
     rc=$?
-    pids=("${pids[@]:1}")
     [ ${rc} = 0 ] || tail -n 80 "${log}" >&2
-    count_pytest "user tests, ${suite} ($((SECONDS - started)) s)" ${rc} "${log}"
+    # pytest's own summary gives each file's time.
+    count_pytest "user tests, ${suites[i]}" ${rc} "${log}"
   done
 }
 
