@@ -379,7 +379,16 @@ class PushSidecar:
         self.feed_problem = problem
 
     async def _reconnect(self) -> None:
-        epoch = await self._current_epoch()
+        await self._adopt_epoch(await self._current_epoch())
+        was_down = self.feed_problem
+        self.feed_problem = None
+        log.info("push feed live (Redis at %s)", self.config.redis_url)
+        if was_down:
+            self.tell_everyone(control_text("status", feed="live"))
+
+    async def _adopt_epoch(self, epoch: str) -> None:
+        """Take Redis's epoch; a new one means Redis lost the history, and
+        every subscriber is told to reset."""
         if self.epoch is not None and epoch != self.epoch:
             log.warning("Redis lost the push history (new epoch): every subscriber resets")
             self.epoch = epoch
@@ -397,11 +406,6 @@ class PushSidecar:
                         ),
                     )
         self.epoch = epoch
-        was_down = self.feed_problem
-        self.feed_problem = None
-        log.info("push feed live (Redis at %s)", self.config.redis_url)
-        if was_down:
-            self.tell_everyone(control_text("status", feed="live"))
 
     async def _current_epoch(self) -> str:
         key = shared.epoch_key(self.config.prefix)
@@ -471,6 +475,10 @@ class PushSidecar:
     ) -> None:
         try:
             channel = await self._watch(name)
+            # Redis may have lost its data while this sidecar's feed stayed up
+            # (another sidecar of the fleet, or a client, saw it first): the
+            # epoch a subscription starts from is Redis's own, never a stale one.
+            await self._adopt_epoch(await self._current_epoch())
         except self.errors:
             self.send_text(client, control_text("refused", channel=name, reason="unavailable"))
             return

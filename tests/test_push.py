@@ -4,8 +4,8 @@ resume and reset, and subscriptions over real WebSockets.
 The sidecar's Redis here is `Streams`, an in-memory stand-in for the few
 stream commands it uses (XREAD, XRANGE, XREVRANGE, XINFO STREAM, SET NX, GET),
 with Redis's ID rules and trimming, so that the subscription logic can be
-driven into its races deterministically. The real Redis is the push
-scenario's (molecule/push).
+driven into its races deterministically. The real Redis is the fleet
+scenario's Redis host (molecule/fleet).
 """
 
 from __future__ import annotations
@@ -495,6 +495,31 @@ def test_when_redis_loses_its_data_every_subscriber_resets() -> None:
             assert push.epoch == "E2"
             live = await redis.publish("news", {"n": 2})
             assert [m["id"] for m in await messages(ws, 1)] == [live]
+
+    run(scenario())
+
+
+def test_a_new_epoch_this_sidecar_missed_reaches_every_subscriber_on_the_next_subscribe() -> None:
+    """In a fleet, Redis may lose its data while this sidecar's feed stays up
+    (another host's sidecar saw it): a subscription never starts from the
+    stale epoch, and the subscribers already here are told to reset."""
+
+    async def scenario() -> None:
+        redis = Streams()
+        async with (
+            serving(redis) as (push, client),
+            client.ws_connect("/ws") as old,
+            client.ws_connect("/ws") as new,
+        ):
+            assert (await subscribe(old, "news"))["epoch"] == push.epoch
+            redis.lose_everything()
+            redis.values[shared.epoch_key(PREFIX)] = "E2"
+            answer = await subscribe(new, "news")
+            assert (answer["type"], answer["epoch"]) == ("subscribed", "E2")
+            reset = await receive(old)
+            assert (reset["type"], reset["channel"], reset["epoch"]) == ("reset", "news", "E2")
+            assert reset["reason"] == "the history was lost (Redis started afresh)"
+            assert push.epoch == "E2"
 
     run(scenario())
 
