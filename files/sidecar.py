@@ -5,7 +5,8 @@ server-metrics=on imports a wrapper that calls run_service(), which never return
 For development it also runs standalone: python3 sidecar.py --listen 127.0.0.1:8765
 
 The page it serves is dashboard.html, beside this file. Only the standard library and
-aiohttp (3.8 to 3.11, public APIs only) are used.
+aiohttp (3.8 to 3.11, public APIs only) are used, and sidecar_fleet.py beside it (which
+needs the redis package only for a fleet's dashboard).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
+import sidecar_fleet
 from aiohttp import web
 
 log = logging.getLogger("sidecar")
@@ -77,6 +79,8 @@ class Config:
     origins: tuple[str, ...] = ()
     # What SECRET_HEADER must carry; None admits any request (standalone use).
     secret: str | None = field(default=None, repr=False)
+    # One dashboard for a fleet of hosts (sidecar_fleet.py); None: this host only.
+    fleet: sidecar_fleet.FleetConfig | None = None
 
     @property
     def listen_url(self) -> str:
@@ -84,7 +88,7 @@ class Config:
 
 
 _NUMERIC_KEYS = ("poll_interval", "heartbeat", "max_clients", "send_timeout", "max_send_buffer")
-_TOP_KEYS = {"name", "listen", "origins", "secret", *_NUMERIC_KEYS}
+_TOP_KEYS = {"name", "listen", "origins", "secret", "fleet", *_NUMERIC_KEYS}
 # The role writes 43 characters (32 random bytes); shorter is too guessable.
 MIN_SECRET_LENGTH = 32
 _DEFAULTS = Config()
@@ -158,10 +162,17 @@ def parse_config(data: Any) -> Config:
             f"config key 'secret' must be at least {MIN_SECRET_LENGTH} printable ASCII"
             " characters without spaces around them"
         )
+    fleet = None
+    if "fleet" in data:
+        try:
+            fleet = sidecar_fleet.parse_fleet(data["fleet"])
+        except ValueError as exc:
+            raise ConfigError(f"config key {exc}") from None
     return Config(
         name=name,
         origins=tuple(_origin_key(o) for o in origins),
         secret=secret,
+        fleet=fleet,
         **_parse_listen(data["listen"]),
         **{key: _positive(data, key) for key in _NUMERIC_KEYS},
     )
@@ -343,20 +354,30 @@ def error_payload(seq: int, now: float, error: str) -> dict[str, Any]:
     return {"type": "error", "seq": seq, "time": round(now, 3), "error": error}
 
 
-def build_payload(snapshot: Scoreboard | None, seq: int, now: float) -> dict[str, Any]:
-    """The frame for one tick: a compact digest of the scoreboard, never the raw scoreboard."""
+def build_payload(
+    snapshot: Scoreboard | None,
+    seq: int,
+    now: float,
+    fleet: sidecar_fleet.FleetView | None = None,
+) -> dict[str, Any]:
+    """The frame for one tick: a compact digest of the scoreboard, never the raw
+    scoreboard; with a fleet, this host's row goes to it and every host's comes back."""
     if snapshot is None:
         return error_payload(seq, now, SCOREBOARD_UNAVAILABLE)
     workers = active_workers(snapshot)
-    return {
+    summary = summarise(snapshot)
+    payload = {
         "type": "snapshot",
         "seq": seq,
         "time": round(now, 3),
         "server": {key: _ms(snapshot.get(key)) for key in SERVER_KEYS},
-        "summary": summarise(snapshot),
+        "summary": summary,
         "workers": workers[:MAX_LISTED_WORKERS],
         "workers_omitted": max(0, len(workers) - MAX_LISTED_WORKERS),
     }
+    if fleet is not None:
+        payload["fleet"] = fleet.tick(summary, workers, now)
+    return payload
 
 
 def encode(payload: Mapping[str, Any]) -> str:
@@ -440,11 +461,19 @@ class Sidecar:
     """Owns the aiohttp app, the connected clients and the single tick task."""
 
     def __init__(
-        self, config: Config, metrics_source: MetricsSource, clock: Callable[[], float] = time.time
+        self,
+        config: Config,
+        metrics_source: MetricsSource,
+        clock: Callable[[], float] = time.time,
+        fleet_redis: tuple[Any, tuple[type[BaseException], ...]] | None = None,
     ) -> None:
         self.config = config
         self._source = metrics_source
         self._clock = clock
+        # With a fleet: the rows, and (tests pass their own) its Redis and its errors.
+        self.fleet = sidecar_fleet.FleetView(config.fleet) if config.fleet else None
+        self._fleet_redis = fleet_redis
+        self.fleet_task: asyncio.Task[None] | None = None
         self.clients: set[_Client] = set()
         self._handshakes = 0
         self.seq = 0
@@ -467,7 +496,7 @@ class Sidecar:
             # Taken after the read (10-40 ms on a large scoreboard), so clients that
             # compare it with their own clock measure the delivery alone.
             now = self._clock()
-            payload = build_payload(snapshot, self.seq, now)
+            payload = build_payload(snapshot, self.seq, now, self.fleet)
             text = encode(payload)
         except Exception as exc:
             payload = error_payload(self.seq, self._clock(), f"scoreboard read failed: {exc!r}")
@@ -580,15 +609,23 @@ class Sidecar:
 
     async def _start_ticks(self, _app: web.Application) -> None:
         self.tick_task = asyncio.create_task(self.run_ticks())
+        if self.fleet is not None:
+            redis, errors = self._fleet_redis or sidecar_fleet.redis_client(self.fleet.config)
+            link = sidecar_fleet.FleetLink(
+                self.fleet, redis, errors, self.config.poll_interval, self._clock
+            )
+            self.fleet_task = asyncio.create_task(link.run())
 
     async def _abort_clients(self, _app: web.Application) -> None:
         for client in list(self.clients):
             self.drop(client, None)
 
     async def _stop_ticks(self, _app: web.Application) -> None:
-        if self.tick_task is not None:
-            self.tick_task.cancel()
-            await asyncio.wait({self.tick_task})
+        tasks = {t for t in (self.tick_task, self.fleet_task) if t is not None}
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
 
 
 def build_app(config: Config, metrics_source: MetricsSource) -> web.Application:
@@ -670,7 +707,10 @@ async def serve(
 
     def essentials() -> dict[asyncio.Future[Any], str]:
         assert sidecar.tick_task is not None  # created by the app's on_startup hook
-        return {sidecar.tick_task: "metrics tick task ended"}
+        tasks: dict[asyncio.Future[Any], str] = {sidecar.tick_task: "metrics tick task ended"}
+        if sidecar.fleet_task is not None:
+            tasks[sidecar.fleet_task] = "fleet task ended"
+        return tasks
 
     await serve_app(
         sidecar.app, config, essentials, f"dashboard every {config.poll_interval}s", stop

@@ -33,6 +33,8 @@ def role_constants() -> dict[str, Any]:
     # What a play adds: its inventory's hosts.
     assert templated.pop("inventory_hosts") == "{{ groups['all'] }}"
     constants["inventory_hosts"] = ["web1", "redis1"]
+    assert templated.pop("host_name") == "{{ inventory_hostname }}"
+    constants["host_name"] = "web1"
     for key, value in templated.items():
         variable = re.fullmatch(r"\{\{ (\S+) \}\}", value)
         # ansible_managed | comment, as Ansible's default renders it.
@@ -335,6 +337,21 @@ CASES = [
         ["sidecars[0].history", "got 0"],
     ),
     (
+        "fleet-not-a-bool",
+        {**PUSH_SECRETS, **sidecars({**SIDECAR, "fleet": "yes"}, PUSH)},
+        ["sidecars[0].fleet", "true or false", "yes"],
+    ),
+    (
+        "fleet-on-a-push-sidecar",
+        {**PUSH_SECRETS, **sidecars({**PUSH, "fleet": True})},
+        ["sidecars[0].fleet", "built-in dashboard", "kind push"],
+    ),
+    (
+        "fleet-without-a-push-sidecar",
+        sidecars({**SIDECAR, "fleet": True}),
+        ["sidecars[0].fleet", "push channel's Redis", "kind: push"],
+    ),
+    (
         "push-redis-url-not-redis",
         {**PUSH_SECRETS, "redis_url": "http://127.0.0.1:6379", **sidecars(PUSH)},
         ["mod_wsgi_ws_sidecar_redis_url", "http://127.0.0.1:6379"],
@@ -610,6 +627,37 @@ def test_a_push_sidecar_without_problems_and_what_it_derives() -> None:
     (script,) = [f for f in derived["files"]["scripts"] if f["dest"].endswith("/push.py")]
     assert "push_sidecar.run_service(" in script["content"]
     # Neither secret is anywhere in the plan, which -vvv prints.
+    for secret in PUSH_SECRETS.values():
+        assert secret not in repr(derived)
+
+
+def test_a_fleets_dashboard_is_told_this_host_its_routes_and_the_cap() -> None:
+    echo = {"name": "echo", "virtual_host": "ws.example", "port": 8767, "max_clients": 20}
+    own = {"name": "own", "script": "/srv/own.py", "mount": "/own/", "port": 8768}
+    derived = plan(
+        **PUSH_SECRETS,
+        redis_url="redis://10.0.0.5:6379/0",
+        **sidecars({**SIDECAR, "fleet": True}, PUSH, echo, own),
+    )
+    assert derived["problems"] == []
+    metrics, *others = (s["settings"] for s in derived["sidecars"])
+    assert metrics["fleet"] == {
+        "host": "web1",
+        "redis": {
+            "url": "redis://10.0.0.5:6379/0",
+            "username": "mod_wsgi_ws_sidecar",
+            "ca_file": "",
+        },
+        "websocket_paths": ["/metrics/ws", "/push/ws", "/own/"],
+        "websocket_hosts": ["ws.example"],
+        "websocket_cap": 500 + 500 + 20 + 500,
+    }
+    assert not any("fleet" in other for other in others)
+    # Its Redis password is added on the host, like the push sidecar's.
+    (entry,) = [
+        f for f in derived["files"]["private"] if f["dest"].endswith("/metrics-sidecar.json")
+    ]
+    assert entry["fleet_secret"] is True
     for secret in PUSH_SECRETS.values():
         assert secret not in repr(derived)
 

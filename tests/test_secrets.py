@@ -101,3 +101,27 @@ def test_a_push_sidecars_settings_get_the_shared_secrets_too() -> None:
     }
     # Only the push sidecar's file: the dashboard's holds its own secret alone.
     assert filled[2] == {"dest": "/etc/m/m.json", "json": {"name": "m", "secret": metrics}}
+
+
+def test_a_fleet_dashboards_settings_get_the_redis_password_alone() -> None:
+    fleet = {"host": "web1", "redis": {"url": "redis://10.0.0.5:6379/0"}}
+    entries = [
+        {
+            "dest": "/etc/m/m.json",
+            "json": {"name": "m", "fleet": fleet},
+            "secret_of": "m",
+            "push_secrets": False,
+            "fleet_secret": True,
+        }
+    ]
+    (filled,) = sidecar_secrets.with_secrets(entries, {"m": "m" * 43}, "redis-pw", "token-key")
+    assert filled["json"] == {
+        "name": "m",
+        "fleet": {
+            "host": "web1",
+            "redis": {"url": "redis://10.0.0.5:6379/0", "password": "redis-pw"},
+        },
+        "secret": "m" * 43,
+    }
+    # The plan's entry itself is left as it was: it is shown in --diff runs.
+    assert "password" not in fleet["redis"]

@@ -55,17 +55,22 @@ def with_secrets(
     """The plan's private write_files entries with each sidecar's secret in
     place: the whole NAME.secret file, or the `secret` field of NAME.json;
     a push sidecar's NAME.json also gets the Redis password and the token
-    secret (variables, which the plan leaves out so it never shows them)."""
+    secret (variables, which the plan leaves out so it never shows them), a
+    fleet's dashboard's the Redis password."""
     filled = []
     for entry in entries:
         entry = dict(entry)
         name = entry.pop("secret_of", None)
         push = entry.pop("push_secrets", False)
+        fleet = entry.pop("fleet_secret", False)
         if name is not None and "json" in entry:
             entry["json"] = {**entry["json"], "secret": secrets[name]}
             if push:
                 redis = {**entry["json"]["redis"], "password": redis_password}
                 entry["json"].update(redis=redis, token_secret=token_secret)
+            if fleet:
+                fleet_redis = {**entry["json"]["fleet"]["redis"], "password": redis_password}
+                entry["json"]["fleet"] = {**entry["json"]["fleet"], "redis": fleet_redis}
         elif name is not None:
             entry["content"] = secrets[name] + "\n"
         filled.append(entry)

@@ -79,8 +79,10 @@ def sidecar_files(
                 "mode": "0640",
                 "backup": True,
                 "secret_of": s["name"],
-                # A push sidecar's also holds the Redis password and the token secret.
+                # A push sidecar's also holds the Redis password and the token secret;
+                # a fleet's dashboard's, the Redis password.
                 "push_secrets": s["kind"] == "push",
+                "fleet_secret": "fleet" in s["settings"],
             }
         )
     return {

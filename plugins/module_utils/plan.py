@@ -58,6 +58,7 @@ SIDECAR_DEFAULTS: dict[str, Any] = {
     "max_send_buffer": 262144,
     "public_channels": [],
     "history": 1000,
+    "fleet": False,
 }
 
 # The kinds of sidecar: the two built in, and a user's own script.
@@ -402,6 +403,23 @@ class Plan:
                 got {s["history"]}."""
             )
 
+    def check_fleet(self, sidecars: Sequence[Mapping[str, Any]], push: bool) -> None:
+        """The fleet's dashboard: a built-in dashboard's, over the push channel's Redis."""
+        for s in sidecars:
+            at = f"{SIDECARS}[{s['index']}]"
+            if not isinstance(s["fleet"], bool):
+                self.problem(f"""{at}.fleet must be true or false; got "{s["fleet"]}".""")
+            elif s["fleet"] and s["kind"] != METRICS:
+                self.problem(
+                    f"""{at}.fleet is for the built-in dashboard (kind metrics), which shows
+                    every host of the fleet; sidecar "{s["name"]}" is kind {s["kind"]}."""
+                )
+            elif s["fleet"] and not push:
+                self.problem(
+                    f"""{at}.fleet shares rows with the other hosts through the push channel's
+                    Redis: list a push sidecar (kind: push) too."""
+                )
+
     def check_redis(self) -> None:
         """The push channel's Redis and shared secrets; never shows a secret."""
         v = self.v
@@ -542,7 +560,28 @@ class Plan:
             )
 
 
-def settings(sidecar: Mapping[str, Any], redis: Mapping[str, Any]) -> dict[str, Any]:
+def fleet_settings(
+    sidecars: Sequence[Mapping[str, Any]], redis: Mapping[str, Any], host: str
+) -> dict[str, Any]:
+    """What a dashboard with `fleet` tells the other hosts, and where (the
+    Redis password is added on the host, with_secrets): this host's name and
+    its open WebSockets against the cap, counted on the sidecars' routes
+    (the WebSocket paths of those at a mount, every path of a virtual host's)."""
+    return {
+        "host": host,
+        "redis": {"url": redis["url"], "username": redis["username"], "ca_file": redis["ca_file"]},
+        # A built-in sidecar's WebSocket is at its mount's ws; a script's anywhere below it.
+        "websocket_paths": [
+            s["mount"] + ("ws" if s["builtin"] else "") for s in sidecars if s["mount"]
+        ],
+        "websocket_hosts": [s["virtual_host"] for s in sidecars if s["virtual_host"]],
+        "websocket_cap": sum(s["max_clients"] for s in sidecars),
+    }
+
+
+def settings(
+    sidecar: Mapping[str, Any], redis: Mapping[str, Any], fleet: Mapping[str, Any]
+) -> dict[str, Any]:
     """What the sidecar's NAME.json holds, but its secret (added on the host)."""
     written: dict[str, Any] = {
         "name": sidecar["name"],
@@ -572,6 +611,8 @@ def settings(sidecar: Mapping[str, Any], redis: Mapping[str, Any]) -> dict[str, 
             send_timeout=float(sidecar["send_timeout"]),
             max_send_buffer=sidecar["max_send_buffer"],
         )
+        if sidecar["fleet"] is True:
+            written["fleet"] = dict(fleet)
     else:
         written["prefix"] = sidecar["prefix"]
     return written
@@ -720,6 +761,7 @@ def build_plan(variables: Mapping[str, Any], constants: Mapping[str, Any]) -> di
         plan.check_push(f"{SIDECARS}[{sidecar['index']}]", sidecar)
     if push:
         plan.check_redis()
+    plan.check_fleet(sidecars, bool(push))
     redis = redis_plan(v, bool(push))
     venv = plan.venv()
     plan.check_python(venv, sidecars)
@@ -728,9 +770,10 @@ def build_plan(variables: Mapping[str, Any], constants: Mapping[str, Any]) -> di
     mpm = mpm_sizing(v["capacity_http"] if counts_ok else 1, sidecars if counts_ok else [])
     if counts_ok:
         plan.check_sizing(mpm)
+    fleet = fleet_settings(sidecars, redis, c["host_name"]) if counts_ok else {}
     for sidecar in sidecars:
         sidecar["pool"] = mpm["pools"].get(sidecar["name"], 1)
-        sidecar["settings"] = settings(sidecar, redis)
+        sidecar["settings"] = settings(sidecar, redis, fleet)
 
     app_file = v["app_script"] or f"{c['lib_dir']}/demo_app.wsgi"
     # With a push channel, the application imports its publisher from the lib directory.
