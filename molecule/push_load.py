@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import random
 import resource
 import time
@@ -99,12 +100,15 @@ class Subscriber:
             delay = min(delay * 2, 2.0)
 
 
-async def publish_all(session, url, channel, rate, seconds):
-    """One message every 1/rate s (the clock keeps the cadence): number -> outcome."""
+async def publish_all(session, url, channel, rate, seconds, until_file=""):
+    """One message every 1/rate s (the clock keeps the cadence), for `seconds`
+    or until `until_file` exists: number -> outcome."""
     outcomes = {}
     start = time.monotonic()
     count = int(rate * seconds)
     for number in range(count):
+        if until_file and os.path.exists(until_file):
+            break
         await asyncio.sleep(max(0.0, start + number / rate - time.monotonic()))
         began = time.monotonic()
         try:
@@ -175,7 +179,9 @@ async def main_async(args):
             asyncio.ensure_future(run_event(float(at), command, start))
             for at, _, command in (e.partition(":") for e in args.event)
         ]
-        outcomes = await publish_all(session, args.publish, args.channel, args.rate, args.seconds)
+        outcomes = await publish_all(
+            session, args.publish, args.channel, args.rate, args.seconds, args.until_file
+        )
         done = await asyncio.gather(*events)
         ok = [n for n, o in outcomes.items() if o["outcome"] == "ok"]
         # A publish that failed may still have reached the history (Redis went
@@ -239,6 +245,7 @@ def main():
     parser.add_argument("--connect-within", type=float, default=60)
     parser.add_argument("--settle", type=float, default=30)
     parser.add_argument("--event", action="append", default=[], help="SECONDS:COMMAND")
+    parser.add_argument("--until-file", default="", help="stop publishing once this file exists")
     args = parser.parse_args()
     if not (1 <= args.clients <= 20000 and 0 < args.rate <= 1000 and 0 < args.seconds <= 300):
         parser.error("bounds: 1-20000 clients, rate up to 1000/s, at most 300 s")

@@ -1,0 +1,190 @@
+"""The fleet through its balancer (playbooks/examples/fleet.yml): HAProxy
+health-checks both web hosts; the dashboard on each web host shows both;
+what the application publishes on one web host reaches subscribers on
+every web host; a deploy that fails on its first
+host stops the roll with that host out and the fleet serving; and 200
+subscribers through the balancer during a rolling deploy of both web hosts,
+the application publishing 50 a second through the balancer too, each get
+every message exactly once and in order. Clients run inside the containers:
+on a web host against its loopback, or on the balancer against its own."""
+
+import json
+
+import pytest
+from conftest import Probe, run_playbook, scenario_hosts, stage_scripts
+from test_push import (
+    PROBE,
+    REDIS_PASSWORD,
+    TOKEN_SECRET,
+    push_load_in_background,
+    session_frames,
+    wait_for_file,
+)
+
+CHANNEL = "demo.public.fleet"
+SESSION = "/opt/mws-test/fleet-session.json"
+PUBLISH = (
+    "import urllib.request, sys; print(urllib.request.urlopen("
+    "'http://127.0.0.1/push-demo/publish', sys.argv[1].encode(), 10).read().decode())"
+)
+# HAProxy's runtime API: each web host's state (UP, MAINT, DRAIN, DOWN).
+SERVER_STATES = (
+    "import csv, socket\n"
+    "s = socket.socket(socket.AF_UNIX); s.connect('/run/haproxy/admin.sock')\n"
+    "s.sendall(b'show stat\\n'); data = b''\n"
+    "while chunk := s.recv(65536): data += chunk\n"
+    "for row in csv.DictReader(data.decode().lstrip('# ').splitlines()):\n"
+    "    if row['pxname'] == 'webservers' and row['svname'] != 'BACKEND':\n"
+    "        print(row['svname'], row['status'])\n"
+)
+# A change Apache rejects (its configuration test fails).
+BAD = {"mod_wsgi_ws_sidecar_extra_directives": ["NoSuchDirective on"]}
+
+
+def fleet_host(suffix: str):
+    (found,) = [h for h in scenario_hosts() if h.backend.get_hostname().endswith(suffix)]
+    return found
+
+
+def web_hosts() -> list:
+    return [fleet_host("-debian12"), fleet_host("-debian13")]
+
+
+def server_states() -> dict[str, str]:
+    answer = fleet_host("-balancer").check_output("python3 -c %s", SERVER_STATES)
+    return dict(line.split(" ", 1) for line in answer.splitlines())
+
+
+def fleet_rows(host) -> dict[str, dict]:
+    """The fleet as the dashboard on a web host shows it (its third frame:
+    the first is the one before this WebSocket opened): host -> row."""
+    answer = Probe(host).ws("/metrics/ws", frames=3, timeout=10)
+    fleet = answer["frames"][-1]["data"]["fleet"]
+    assert fleet["error"] is None, fleet
+    return {row["host"]: row for row in fleet["hosts"]}
+
+
+def start_session(host) -> None:
+    """A subscriber in the background on the host's loopback (through the
+    balancer on the balancer), its answer written to SESSION."""
+    stage_scripts(host, "push_probe.py")
+    started = host.run(
+        "rm -f %s; (timeout 30 python3 %s session %s --frames 2 --timeout 15 > %s.part"
+        " && mv %s.part %s) >/dev/null 2>&1 &",
+        *(SESSION, PROBE, CHANNEL, SESSION, SESSION, SESSION),
+    )
+    assert started.rc == 0, started.stderr
+
+
+def session_of(host) -> list[dict]:
+    done = host.run(
+        "timeout 30 sh -c 'until test -e %s; do sleep 0.2; done' && cat %s", SESSION, SESSION
+    )
+    assert done.rc == 0, f"no session answer on {host.backend.get_hostname()}"
+    return session_frames(done.stdout)
+
+
+def test_the_balancer_health_checks_both_web_hosts_up():
+    names = sorted(h.backend.get_hostname() for h in web_hosts())
+    assert server_states() == dict.fromkeys(names, "UP")
+
+
+def test_the_dashboard_on_each_web_host_shows_every_web_host():
+    names = sorted(h.backend.get_hostname() for h in web_hosts())
+    for host in web_hosts():
+        rows = fleet_rows(host)
+        assert sorted(rows) == names, rows
+        assert not any(row["silent"] for row in rows.values()), rows
+        # This host's own row counts this very WebSocket against the cap
+        # (two sidecars of 500 each).
+        own = rows[host.backend.get_hostname()]
+        assert own["websockets"] >= 1 and own["cap"] == 1000, own
+        assert own["slots"] > own["idle"] > 0, own
+
+
+def test_a_message_published_on_one_web_host_reaches_every_web_host():
+    web12, web13 = web_hosts()
+    balancer = fleet_host("-balancer")
+    for host in (web12, web13, balancer):
+        start_session(host)
+    published = web13.run("sleep 2; python3 -c %s %s", PUBLISH, f"channel={CHANNEL}&message=across")
+    assert published.rc == 0, published.stderr
+    position = published.stdout.strip()
+    for host in (web12, web13, balancer):
+        frames = session_of(host)
+        assert [f["type"] for f in frames] == ["subscribed", "message"], frames
+        assert (frames[1]["id"], frames[1]["data"]) == (position, {"text": "across"})
+
+
+def test_a_deploy_that_fails_on_a_host_stops_the_roll_with_the_fleet_serving():
+    web12, web13 = web_hosts()
+    pid13 = web13.check_output("systemctl show -p MainPID --value apache2")
+    run = run_playbook(BAD)
+    assert run.returncode != 0
+    assert "NoSuchDirective" in run.messages()
+    # The roll stopped at the first host: the second was never touched.
+    assert run.recap().get(web13.backend.get_hostname(), 0) == 0, run.recap()
+    assert web13.check_output("systemctl show -p MainPID --value apache2") == pid13
+    # The failed host stays out of the balancer; the site serves from the other.
+    states = server_states()
+    assert states[web12.backend.get_hostname()] == "MAINT", states
+    assert states[web13.backend.get_hostname()] == "UP", states
+    answer = fleet_host("-balancer").run(
+        "python3 -c %s %s", PUBLISH, f"channel={CHANNEL}&message=still-serving"
+    )
+    assert answer.rc == 0, answer.stderr
+
+
+@pytest.fixture(scope="session")
+def rolling_deploy() -> dict:
+    """200 subscribers and the publisher on the balancer, through it, while
+    the fleet playbook (-vvv) rolls over both web hosts; publishing stops
+    when the deploy is over. Puts back the host the failed deploy left out."""
+    balancer = fleet_host("-balancer")
+    mark, done, out = (f"/opt/mws-test/rolling-{name}" for name in ("publishing", "done", "report"))
+    balancer.run("rm -f %s %s", mark, done)
+    push_load_in_background(
+        balancer,
+        out,
+        *("--clients", "200", "--rate", "50", "--seconds", "240"),
+        *("--until-file", done, "--event", f"0:touch {mark}"),
+    )
+    wait_for_file(balancer, mark, 90)
+    deploy = run_playbook(verbose=True)
+    balancer.run("touch %s", done)
+    report = wait_for_file(balancer, out, 120, cat=True)
+    return {"deploy": deploy, "load": json.loads(report), "states": server_states()}
+
+
+def test_a_rolling_deploy_takes_each_web_host_out_and_puts_it_back(rolling_deploy):
+    deploy = rolling_deploy["deploy"]
+    assert deploy.returncode == 0, deploy.output[-6000:]
+    names = sorted(h.backend.get_hostname() for h in web_hosts())
+    assert rolling_deploy["states"] == dict.fromkeys(names, "UP")
+    changed = deploy.changed()
+    for name in names:
+        for task in ("Send this host no new clients", "Put this host back"):
+            assert any(t.startswith(task) for t in changed.get(name, [])), (name, changed)
+
+
+def test_subscribers_get_every_message_once_in_order_through_a_rolling_deploy(rolling_deploy):
+    report = rolling_deploy["load"]
+    print(json.dumps({k: v for k, v in report.items() if k != "events"}))
+    assert report["subscribed_before_publishing"] == 200
+    # Each drain closed its host's WebSockets: those clients resumed on the other.
+    assert report["reconnects_total"] >= 200, report
+    assert report["published"] >= 500, report
+    assert report["publish_failures"] == 0, report["publish_failure_samples"]
+    assert report["clients_with_problems"] == 0, report["problem_samples"]
+    assert report["missing_total"] == report["duplicates_total"] == report["resets_total"] == 0
+
+
+def test_neither_secret_is_printed_by_a_verbose_deploy(rolling_deploy):
+    deploy = rolling_deploy["deploy"]
+    for secret in (REDIS_PASSWORD, TOKEN_SECRET):
+        assert secret not in deploy.output + deploy.stderr
+
+
+def test_check_mode_reports_no_change_on_the_redis_host_and_the_balancer(check_mode_changes):
+    for suffix in ("-redis", "-balancer"):
+        assert check_mode_changes[fleet_host(suffix).backend.get_hostname()] == []
