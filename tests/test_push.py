@@ -4,8 +4,8 @@ resume and reset, and subscriptions over real WebSockets.
 The sidecar's Redis here is `Streams`, an in-memory stand-in for the few
 stream commands it uses (XREAD, XRANGE, XREVRANGE, XINFO STREAM, SET NX, GET),
 with Redis's ID rules and trimming, so that the subscription logic can be
-driven into its races deterministically. The real Redis is the push
-scenario's (molecule/push).
+driven into its races deterministically. The real Redis is the fleet
+scenario's (molecule/fleet).
 """
 
 from __future__ import annotations
