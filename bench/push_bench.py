@@ -14,6 +14,14 @@ Targets:
   socketio  python-socketio's AsyncServer with its AsyncRedisManager
             (bench/socketio_server.py on 127.0.0.1:8090, straight, no Apache),
             published with its write-only RedisManager, as a WSGI app would
+  fleet     run on a balancer of the fleet (bench/fleet.sh): the web hosts'
+            push sidecars through HAProxy (ws://127.0.0.1/push/ws), published
+            by the demo application through HAProxy (POST /push-demo/publish)
+
+A fleet's subscribers may be spread over several balancers: there one run
+publishes, and each other one runs with --no-publish, saying when it is
+subscribed (--ready-file) and waiting for word that publishing ended
+(--published-file), which bench/fleet.sh passes between the containers.
 
 Everything targets 127.0.0.1; every wait is bounded. Writes one JSON file.
 """
@@ -23,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import http.client
 import json
 import math
 import multiprocessing
@@ -31,6 +40,7 @@ import platform
 import resource
 import sys
 import time
+import urllib.parse
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,6 +49,12 @@ import lean_ws
 LIB = "/usr/local/lib/mod_wsgi_ws_sidecar"
 SOCKETIO_REDIS = "redis://127.0.0.1:6380/0"
 CHANNEL = "bench"
+# The demo application publishes on demo* channels only; demo.public.* needs no token.
+FLEET_CHANNEL = "demo.public.bench"
+# Publishes before the clock starts, through the balancer (see fleet_publisher).
+WARM_UP_PUBLISHES = 20
+# How long a --no-publish run waits for the word that publishing ended.
+PUBLISHED_WAIT = 900.0
 # Subscribers are spread over processes (at least MIN_PROCESSES, at most
 # PER_PROCESS each), so that the measuring side does not queue frames itself:
 # the capacity benchmark's load client spreads its clients likewise.
@@ -86,6 +102,20 @@ def role_handler(tally: Tally, index: int) -> Any:
     return on_text
 
 
+def fleet_handler(tally: Tally, index: int) -> Any:
+    """The push sidecar's protocol, each message as the demo application
+    publishes it: {"text": TEXT}, the text the JSON the benchmark sent."""
+
+    def on_text(_socket: lean_ws.LeanWebSocket, text: str) -> None:
+        frame = json.loads(text)
+        if frame["type"] == "message":
+            tally.received(index, json.loads(frame["data"]["text"]))
+        elif frame["type"] == "subscribed":
+            tally.subscribed(index)
+
+    return on_text
+
+
 def socketio_handler(tally: Tally, index: int) -> Any:
     """Socket.IO 5 over Engine.IO 4, as python-socketio's client speaks it:
     "0{...}" opens, "40" joins the main namespace, "420[...]" asks to join
@@ -113,6 +143,12 @@ TARGETS = {
     # target: (port, path, handler, first message once open)
     "role": (80, "/push/ws", role_handler, json.dumps({"type": "subscribe", "channel": CHANNEL})),
     "socketio": (8090, "/socket.io/?EIO=4&transport=websocket", socketio_handler, None),
+    "fleet": (
+        80,
+        "/push/ws",
+        fleet_handler,
+        json.dumps({"type": "subscribe", "channel": FLEET_CHANNEL}),
+    ),
 }
 
 
@@ -200,11 +236,43 @@ def publisher(target: str) -> Any:
         # Connected before the clock starts: a first publish also connects.
         push.publish(f"{CHANNEL}-warm-up", {})
         return lambda data: push.publish(CHANNEL, data)
+    if target == "fleet":
+        return fleet_publisher()
     import socketio
 
     manager = socketio.RedisManager(SOCKETIO_REDIS, write_only=True)
     manager.emit("msg", {}, room=f"{CHANNEL}-warm-up")
     return lambda data: manager.emit("msg", data, room=CHANNEL)
+
+
+def fleet_publisher() -> Any:
+    """The demo application asked to publish, through the balancer, on one
+    kept-alive connection (a new one if the balancer closed it)."""
+    connection = http.client.HTTPConnection("127.0.0.1", 80, timeout=10)
+
+    def publish(data: dict, channel: str = FLEET_CHANNEL) -> None:
+        body = urllib.parse.urlencode({"channel": channel, "message": json.dumps(data)})
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        for attempt in (1, 2):
+            try:
+                connection.request("POST", "/push-demo/publish", body, headers)
+                answer = connection.getresponse()
+                answer.read()
+            except (http.client.HTTPException, OSError):
+                connection.close()
+                if attempt == 2:
+                    raise
+                continue
+            if answer.status != 200:
+                raise RuntimeError(f"publishing through the balancer: HTTP {answer.status}")
+            return
+
+    # Connected before the clock starts, on a channel no subscriber is on,
+    # often enough that every web host's application processes have their
+    # publisher connected to Redis too (each makes its own on first use).
+    for _ in range(WARM_UP_PUBLISHES):
+        publish({}, f"{FLEET_CHANNEL}.warm-up")
+    return publish
 
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -219,6 +287,8 @@ def group_of(comm: str, cmdline: str) -> str | None:
         return "socket.io server"
     if comm == "redis-server":
         return "redis"
+    if comm == "haproxy":
+        return "haproxy"
     return None
 
 
@@ -249,7 +319,24 @@ def percentile(ordered: list[float], fraction: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def measure(target: str, size: int, messages: int, settle: float) -> dict[str, Any]:
+def wait_for_file(path: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear within {seconds:.0f} s")
+        time.sleep(0.2)
+
+
+def measure(
+    target: str,
+    size: int,
+    messages: int,
+    settle: float,
+    publishing: bool = True,
+    ready_file: str = "",
+    published_file: str = "",
+    samples_out: str = "",
+) -> dict[str, Any]:
     processes = min(size, max(MIN_PROCESSES, math.ceil(size / PER_PROCESS)))
     shares = [size // processes + (1 if i < size % processes else 0) for i in range(processes)]
     context = multiprocessing.get_context("fork")
@@ -262,15 +349,21 @@ def measure(target: str, size: int, messages: int, settle: float) -> dict[str, A
         workers.append(worker)
     ready = [p.recv() for p in pipes]
     subscribed = sum(r["subscribed"] for r in ready)
-    publish = publisher(target)
+    if ready_file:
+        with open(ready_file + ".part", "w", encoding="utf-8") as fh:
+            json.dump({"subscribed": subscribed}, fh)
+        os.rename(ready_file + ".part", ready_file)
+    publish = publisher(target) if publishing else None
     cpu_before, wall_before = cpu_by_group(), time.monotonic()
     publisher_cpu_before = time.process_time()
     publish_seconds = []
-    for n in range(messages):
+    for n in range(messages if publish else 0):
         began = time.time()
         publish({"t": began, "n": n})
         publish_seconds.append(time.time() - began)
         time.sleep(max(0.0, began + 1.0 - time.time()))
+    if published_file:
+        wait_for_file(published_file, PUBLISHED_WAIT)
     for pipe in pipes:
         pipe.send("published")
     results = [p.recv() for p in pipes]
@@ -283,6 +376,9 @@ def measure(target: str, size: int, messages: int, settle: float) -> dict[str, A
         if worker.is_alive():
             worker.kill()
     delays = sorted(d for r in results for d in r["sample"])
+    if samples_out:  # for percentiles over several runs' subscribers (bench/fleet_report.py)
+        with open(samples_out, "w", encoding="utf-8") as fh:
+            json.dump([round(d * 1000, 2) for d in delays], fh)
     ms = lambda v: None if v is None else round(v * 1000, 1)  # noqa: E731
     return {
         "target": target,
@@ -318,6 +414,15 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=30)
     parser.add_argument("--out", required=True)
     parser.add_argument("--revision", default="unknown")
+    parser.add_argument(
+        "--no-publish",
+        dest="publishing",
+        action="store_false",
+        help="only subscribe: another run publishes (a fleet's other balancers)",
+    )
+    parser.add_argument("--ready-file", default="", help="written once all have subscribed")
+    parser.add_argument("--published-file", default="", help="wait for it before collecting")
+    parser.add_argument("--samples-out", default="", help="write the delays sampled (ms) here")
     args = parser.parse_args()
     if not all(1 <= s <= 20000 for s in args.sizes) or not 1 <= args.messages <= 300:
         parser.error("bounds: 1-20000 subscribers, at most 300 messages")
@@ -329,7 +434,16 @@ def main() -> int:
     }
     for target in args.targets:
         for size in args.sizes:
-            run = measure(target, size, args.messages, args.settle)
+            run = measure(
+                target,
+                size,
+                args.messages,
+                args.settle,
+                args.publishing,
+                args.ready_file,
+                args.published_file,
+                args.samples_out,
+            )
             print(json.dumps(run), flush=True)
             report["runs"].append(run)
             with open(args.out, "w", encoding="utf-8") as fh:
