@@ -1,11 +1,12 @@
 """The fleet through its balancer (playbooks/examples/fleet.yml): HAProxy
 health-checks both web hosts; the dashboard on each web host shows both;
 what the application publishes on one web host reaches subscribers on
-every web host; a deploy that fails on its first
-host stops the roll with that host out and the fleet serving; and 200
-subscribers through the balancer during a rolling deploy of both web hosts,
-the application publishing 50 a second through the balancer too, each get
-every message exactly once and in order. Clients run inside the containers:
+every web host; a bad variable stops the run before any web host leaves
+the balancer; a deploy that fails on its first host stops the roll with
+that host out and the fleet serving; and 200 subscribers through the
+balancer during a rolling deploy of both web hosts, the application
+publishing 50 a second through the balancer too, each get every message
+exactly once and in order. Clients run inside the containers:
 on a web host against its loopback, or on the balancer against its own."""
 
 import json
@@ -114,6 +115,19 @@ def test_a_message_published_on_one_web_host_reaches_every_web_host():
         frames = session_of(host)
         assert [f["type"] for f in frames] == ["subscribed", "message"], frames
         assert (frames[1]["id"], frames[1]["data"]) == (position, {"text": "across"})
+
+
+def test_a_bad_variable_stops_the_run_before_any_web_host_leaves_the_balancer():
+    pids = {h: h.check_output("systemctl show -p MainPID --value apache2") for h in web_hosts()}
+    run = run_playbook({"push_token_secret": "too-short"})
+    assert run.returncode != 0
+    assert "mod_wsgi_ws_sidecar_push_token_secret" in run.messages()
+    # The role's checks ran on every web host first: none was drained or touched.
+    assert not any(run.changed().values()), run.changed()
+    names = sorted(h.backend.get_hostname() for h in web_hosts())
+    assert server_states() == dict.fromkeys(names, "UP")
+    for host, pid in pids.items():
+        assert host.check_output("systemctl show -p MainPID --value apache2") == pid
 
 
 def test_a_deploy_that_fails_on_a_host_stops_the_roll_with_the_fleet_serving():
