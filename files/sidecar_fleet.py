@@ -187,7 +187,8 @@ class FleetView:
                 continue
             if not isinstance(host, str) or not isinstance(row, dict):
                 continue
-            self.rows[host] = {key: row.get(key) for key in _ROW_KEYS}
+            # Every dashboard renders these: a value not a number is shown as unknown.
+            self.rows[host] = {key: _number_or_none(row.get(key)) for key in _ROW_KEYS}
             self.heard_ms[host] = ms
 
     def sent(self, entry_id: str, now: float) -> None:
@@ -211,6 +212,12 @@ class FleetView:
             silent = age is None or age > self.config.silent_after
             hosts.append({"host": host, **self.rows[host], "age": _rounded(age), "silent": silent})
         return {"hosts": hosts, "silent_after": self.config.silent_after, "error": self.problem}
+
+
+def _number_or_none(value: Any) -> int | float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return value
 
 
 def _rounded(age: float | None) -> float | None:

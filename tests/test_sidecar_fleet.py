@@ -135,9 +135,11 @@ def test_other_hosts_are_aged_on_redis_clock_and_marked_silent() -> None:
 def test_a_malformed_row_is_skipped_and_before_redis_answers_no_age_is_known() -> None:
     view = sidecar_fleet.FleetView(config())
     view.heard([("1-0", {"host": "web2", "row": "{not json"}), ("x-0", {"host": "web3"})])
-    view.heard([("2-0", {"row": "{}"}), entry(3, "web4")])
+    view.heard([("2-0", {"row": "{}"}), entry(3, "web4", rps="lots", idle=True, busy=float("nan"))])
     (web4,) = view.view(now=1.0)["hosts"]
     assert (web4["host"], web4["age"], web4["silent"]) == ("web4", None, True)
+    # What is not a number reaches no dashboard: each renders it as "-".
+    assert (web4["rps"], web4["idle"], web4["busy"], web4["cap"]) == (None, None, None, 500)
 
 
 class Stream:
