@@ -5,8 +5,8 @@ server-metrics=on imports a wrapper that calls run_service(), which never return
 For development it also runs standalone: python3 sidecar.py --listen 127.0.0.1:8765
 
 The page it serves is dashboard.html, beside this file. Only the standard library and
-aiohttp (3.8 to 3.11, public APIs only) are used, and sidecar_fleet.py beside it (which
-needs the redis package only for a fleet's dashboard).
+aiohttp (3.8 to 3.11, public APIs only) are used, and beside it sidecar_trends.py
+and sidecar_fleet.py (which needs the redis package only for a fleet's dashboard).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import sidecar_fleet
+import sidecar_trends
 from aiohttp import web
 
 log = logging.getLogger("sidecar")
@@ -81,6 +82,12 @@ class Config:
     secret: str | None = field(default=None, repr=False)
     # One dashboard for a fleet of hosts (sidecar_fleet.py); None: this host only.
     fleet: sidecar_fleet.FleetConfig | None = None
+    # The sidecars whose open WebSockets the dashboard counts (sidecar_trends.py).
+    routes: tuple[sidecar_trends.Route, ...] = ()
+    # Request lines as Apache has them; by default their query strings are hidden.
+    show_query_strings: bool = False
+    # Where the built-in sidecars keep their Prometheus counters (sidecar_metrics.py).
+    metrics_dir: str | None = None
 
     @property
     def listen_url(self) -> str:
@@ -88,7 +95,17 @@ class Config:
 
 
 _NUMERIC_KEYS = ("poll_interval", "heartbeat", "max_clients", "send_timeout", "max_send_buffer")
-_TOP_KEYS = {"name", "listen", "origins", "secret", "fleet", *_NUMERIC_KEYS}
+_TOP_KEYS = {
+    "name",
+    "listen",
+    "origins",
+    "secret",
+    "fleet",
+    "sidecars",
+    "show_query_strings",
+    "metrics_dir",
+    *_NUMERIC_KEYS,
+}
 # The role writes 43 characters (32 random bytes); shorter is too guessable.
 MIN_SECRET_LENGTH = 32
 _DEFAULTS = Config()
@@ -162,17 +179,29 @@ def parse_config(data: Any) -> Config:
             f"config key 'secret' must be at least {MIN_SECRET_LENGTH} printable ASCII"
             " characters without spaces around them"
         )
-    fleet = None
-    if "fleet" in data:
-        try:
-            fleet = sidecar_fleet.parse_fleet(data["fleet"])
-        except ValueError as exc:
-            raise ConfigError(f"config key {exc}") from None
+    show_query_strings = data.get("show_query_strings", False)
+    if not isinstance(show_query_strings, bool):
+        raise ConfigError(
+            f"config key 'show_query_strings' must be true or false, got {show_query_strings!r}"
+        )
+    metrics_dir = data.get("metrics_dir")
+    if metrics_dir is not None and not (
+        isinstance(metrics_dir, str) and metrics_dir.startswith("/")
+    ):
+        raise ConfigError(f"config key 'metrics_dir' must be an absolute path, got {metrics_dir!r}")
+    try:
+        fleet = sidecar_fleet.parse_fleet(data["fleet"]) if "fleet" in data else None
+        routes = sidecar_trends.parse_routes(data.get("sidecars", []))
+    except ValueError as exc:
+        raise ConfigError(f"config key {exc}") from None
     return Config(
         name=name,
         origins=tuple(_origin_key(o) for o in origins),
         secret=secret,
         fleet=fleet,
+        routes=routes,
+        show_query_strings=show_query_strings,
+        metrics_dir=metrics_dir,
         **_parse_listen(data["listen"]),
         **{key: _positive(data, key) for key in _NUMERIC_KEYS},
     )
@@ -328,7 +357,8 @@ def summarise(snapshot: Scoreboard) -> dict[str, Any]:
 
 
 def active_workers(snapshot: Scoreboard) -> list[dict[str, Any]]:
-    """Workers that are neither ready nor dead, in scoreboard order."""
+    """Workers that are neither ready nor dead, in scoreboard order, with
+    their request lines whole."""
     rows = []
     for i, proc in enumerate(snapshot.get("processes") or ()):
         for j, worker in enumerate(proc.get("workers") or ()):
@@ -358,25 +388,34 @@ def build_payload(
     snapshot: Scoreboard | None,
     seq: int,
     now: float,
+    trends: sidecar_trends.Trends | None = None,
     fleet: sidecar_fleet.FleetView | None = None,
+    show_query_strings: bool = False,
 ) -> dict[str, Any]:
     """The frame for one tick: a compact digest of the scoreboard, never the raw
-    scoreboard; with a fleet, this host's row goes to it and every host's comes back."""
+    scoreboard; with trends, the figures that need the ticks before (rates,
+    sidecars, virtual hosts), and with a fleet (which needs trends), this
+    host's row goes to it and every host's comes back."""
     if snapshot is None:
         return error_payload(seq, now, SCOREBOARD_UNAVAILABLE)
     workers = active_workers(snapshot)
     summary = summarise(snapshot)
+    listed = workers[:MAX_LISTED_WORKERS]
+    if not show_query_strings:
+        listed = [{**w, "request": sidecar_trends.redact_query(w["request"])} for w in listed]
     payload = {
         "type": "snapshot",
         "seq": seq,
         "time": round(now, 3),
         "server": {key: _ms(snapshot.get(key)) for key in SERVER_KEYS},
         "summary": summary,
-        "workers": workers[:MAX_LISTED_WORKERS],
+        "workers": listed,
         "workers_omitted": max(0, len(workers) - MAX_LISTED_WORKERS),
     }
-    if fleet is not None:
-        payload["fleet"] = fleet.tick(summary, workers, now)
+    if trends is not None:
+        payload.update(trends.tick(snapshot, summary, workers, now))
+        if fleet is not None:
+            payload["fleet"] = fleet.tick(summary, payload, now)
     return payload
 
 
@@ -474,6 +513,9 @@ class Sidecar:
         self.fleet = sidecar_fleet.FleetView(config.fleet) if config.fleet else None
         self._fleet_redis = fleet_redis
         self.fleet_task: asyncio.Task[None] | None = None
+        self.trends = sidecar_trends.Trends(config.routes, config.poll_interval)
+        # The last scoreboard read, for the Prometheus endpoint.
+        self.snapshot: Scoreboard | None = None
         self.clients: set[_Client] = set()
         self._handshakes = 0
         self.seq = 0
@@ -492,11 +534,13 @@ class Sidecar:
         """Read the scoreboard once and return the frame text; never raises."""
         self.seq += 1
         try:
-            snapshot = self._source()
+            snapshot = self.snapshot = self._source()
             # Taken after the read (10-40 ms on a large scoreboard), so clients that
             # compare it with their own clock measure the delivery alone.
             now = self._clock()
-            payload = build_payload(snapshot, self.seq, now, self.fleet)
+            payload = build_payload(
+                snapshot, self.seq, now, self.trends, self.fleet, self.config.show_query_strings
+            )
             text = encode(payload)
         except Exception as exc:
             payload = error_payload(self.seq, self._clock(), f"scoreboard read failed: {exc!r}")
@@ -598,6 +642,8 @@ class Sidecar:
         client = _Client(ws, transport, peer)
         self.clients.add(client)
         try:
+            # First the last ten minutes, then the latest tick (the page charts both).
+            self.send(client, text_frame(encode(self.trends.history())), time.monotonic())
             if self._latest_frame:
                 self.send(client, self._latest_frame, time.monotonic())
             # Client messages are ignored, but reading is what processes pongs and close frames.

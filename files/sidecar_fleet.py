@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 log = logging.getLogger("sidecar")
 
@@ -31,9 +30,6 @@ FLEET_KEY = "mod_wsgi_ws_sidecar:fleet:hosts"
 # About a minute of rows for a fleet of 16 hosts a second: enough to find
 # every live host's latest row when a sidecar starts.
 STREAM_LENGTH = 1000
-# The states of a worker that may hold an open WebSocket (a proxied tunnel
-# stays in the state of the request that opened it).
-TUNNEL_STATES = frozenset({"busy_read", "busy_write"})
 _ROW_KEYS = ("busy", "idle", "slots", "rps", "websockets", "cap")
 
 
@@ -41,30 +37,13 @@ _ROW_KEYS = ("busy", "idle", "slots", "rps", "websockets", "cap")
 class FleetConfig:
     host: str
     redis_url: str
-    websocket_cap: int
-    websocket_paths: tuple[str, ...] = ()
-    websocket_hosts: tuple[str, ...] = ()
     silent_after: float = 5.0
     redis_username: str | None = None
     redis_password: str | None = field(default=None, repr=False)
     redis_ca_file: str | None = None
 
 
-_FLEET_KEYS = {
-    "host",
-    "redis",
-    "websocket_cap",
-    "websocket_paths",
-    "websocket_hosts",
-    "silent_after",
-}
-
-
-def _names(data: Mapping[str, Any], key: str) -> tuple[str, ...]:
-    value = data.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ValueError(f"'fleet.{key}' must list non-empty strings")
-    return tuple(value)
+_FLEET_KEYS = {"host", "redis", "silent_after"}
 
 
 def _optional_text(data: Mapping[str, Any], key: str) -> str | None:
@@ -93,9 +72,6 @@ def parse_fleet(data: Any) -> FleetConfig:
         raise ValueError(
             "'fleet.redis' must be an object with a redis://, rediss:// or unix:// url"
         )
-    cap = data.get("websocket_cap")
-    if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
-        raise ValueError(f"'fleet.websocket_cap' must be a positive integer, got {cap!r}")
     silent_after = data.get("silent_after", FleetConfig.silent_after)
     if isinstance(silent_after, bool) or not isinstance(silent_after, int | float):
         raise ValueError("'fleet.silent_after' must be a number of seconds")
@@ -104,37 +80,11 @@ def parse_fleet(data: Any) -> FleetConfig:
     return FleetConfig(
         host=host,
         redis_url=server["url"],
-        websocket_cap=cap,
-        websocket_paths=_names(data, "websocket_paths"),
-        websocket_hosts=tuple(h.lower() for h in _names(data, "websocket_hosts")),
         silent_after=float(silent_after),
         redis_username=_optional_text(server, "username"),
         redis_password=_optional_text(server, "password"),
         redis_ca_file=_optional_text(server, "ca_file"),
     )
-
-
-def request_path(request: str) -> str:
-    """The path of a scoreboard request line ("GET /push/ws HTTP/1.1")."""
-    parts = request.split()
-    target = parts[1] if len(parts) > 1 else ""
-    return urlsplit(target).path
-
-
-def count_websockets(
-    workers: Sequence[Mapping[str, Any]], paths: Sequence[str], hosts: Sequence[str]
-) -> int:
-    """Open WebSockets on this host: each holds one busy worker, on a
-    sidecar's WebSocket path or virtual host (rows of sidecar.active_workers)."""
-    count = 0
-    for worker in workers:
-        if worker.get("state") not in TUNNEL_STATES:
-            continue
-        vhost = str(worker.get("vhost", "")).lower().rsplit(":", 1)[0]
-        path = request_path(str(worker.get("request", "")))
-        if vhost in hosts or any(path.startswith(prefix) for prefix in paths):
-            count += 1
-    return count
 
 
 def entry_ms(entry_id: str) -> int:
@@ -148,7 +98,6 @@ class FleetView:
     def __init__(self, config: FleetConfig) -> None:
         self.config = config
         self.own: dict[str, Any] | None = None
-        self._previous: tuple[int, float] | None = None  # (accesses, time) of the last tick
         self.rows: dict[str, dict[str, Any]] = {}  # host -> its row, as read from Redis
         self.heard_ms: dict[str, int] = {}  # host -> when Redis took its latest row
         # Redis's clock: the ms of this host's last row Redis took, and our time then.
@@ -156,23 +105,23 @@ class FleetView:
         self._redis_ms_at = 0.0
         self.problem: str | None = None
 
-    def tick(self, summary: Mapping[str, Any], workers: Sequence[Mapping[str, Any]], now: float):
-        """Record this host's row from one scoreboard reading; the fleet as
-        the dashboard shows it."""
-        accesses = int(summary.get("accesses") or 0)
-        rps = None
-        # After a restart Apache's counters start again: no rate that tick.
-        if self._previous is not None and now > self._previous[1] and accesses >= self._previous[0]:
-            rps = round((accesses - self._previous[0]) / (now - self._previous[1]), 1)
-        self._previous = (accesses, now)
-        config = self.config
+    def tick(
+        self,
+        summary: Mapping[str, Any],
+        trends: Mapping[str, Any],
+        now: float,
+    ) -> dict[str, Any]:
+        """Record this host's row from one scoreboard reading (its summary,
+        and its figures from sidecar_trends.Trends.tick); the fleet as the
+        dashboard shows it."""
+        sidecars = trends["sidecars"]
         self.own = {
             "busy": summary.get("busy", 0),
             "idle": summary.get("idle", 0),
             "slots": summary.get("slots", 0),
-            "rps": rps,
-            "websockets": count_websockets(workers, config.websocket_paths, config.websocket_hosts),
-            "cap": config.websocket_cap,
+            "rps": trends["rates"]["rps"],
+            "websockets": sum(s["websockets"] for s in sidecars),
+            "cap": sum(s["max_clients"] for s in sidecars),
         }
         return self.view(now)
 

@@ -352,6 +352,16 @@ CASES = [
         ["sidecars[0].fleet", "push channel's Redis", "kind: push"],
     ),
     (
+        "show-query-strings-not-a-bool",
+        sidecars({**SIDECAR, "show_query_strings": "no"}),
+        ["sidecars[0].show_query_strings", "true or false", "no"],
+    ),
+    (
+        "show-query-strings-on-a-push-sidecar",
+        {**PUSH_SECRETS, **sidecars({**PUSH, "show_query_strings": True})},
+        ["sidecars[0].show_query_strings", "built-in dashboard", "kind push"],
+    ),
+    (
         "push-redis-url-not-redis",
         {**PUSH_SECRETS, "redis_url": "http://127.0.0.1:6379", **sidecars(PUSH)},
         ["mod_wsgi_ws_sidecar_redis_url", "http://127.0.0.1:6379"],
@@ -431,6 +441,8 @@ def test_derived_values_of_a_tcp_dashboard() -> None:
         "heartbeat": 30.0,
         "send_timeout": 1.0,
         "max_send_buffer": 262144,
+        "sidecars": [{"name": "metrics-sidecar", "max_clients": 500, "path": "/metrics/ws"}],
+        "show_query_strings": False,
     }
     assert result["tcp_ports"] == [8765] and result["unix_sidecars"] == []
     assert result["front_end_ports"] == [80]
@@ -648,10 +660,16 @@ def test_a_fleets_dashboard_is_told_this_host_its_routes_and_the_cap() -> None:
             "username": "mod_wsgi_ws_sidecar",
             "ca_file": "",
         },
-        "websocket_paths": ["/metrics/ws", "/push/ws", "/own/"],
-        "websocket_hosts": ["ws.example"],
-        "websocket_cap": 500 + 500 + 20 + 500,
     }
+    # Its WebSockets and every other sidecar's, counted on their routes against their caps.
+    assert [
+        (r["name"], r["max_clients"], r.get("path"), r.get("host")) for r in metrics["sidecars"]
+    ] == [
+        ("metrics-sidecar", 500, "/metrics/ws", None),
+        ("push", 500, "/push/ws", None),
+        ("echo", 20, None, "ws.example"),
+        ("own", 500, "/own/", None),
+    ]
     assert not any("fleet" in other for other in others)
     # Its Redis password is added on the host, like the push sidecar's.
     (entry,) = [

@@ -1,6 +1,7 @@
-"""The fleet's dashboard (files/sidecar_fleet.py): its settings, the open
-WebSockets counted on recorded scoreboards, every host's row and its age on
-Redis's clock, and two hosts' links sharing one stream.
+"""The fleet's dashboard (files/sidecar_fleet.py): its settings, this host's
+row, every host's row and its age on Redis's clock, and two hosts' links
+sharing one stream (the WebSockets a row counts are sidecar_trends', tested
+in test_sidecar_trends.py).
 
 The links' Redis here is `Stream`, an in-memory stand-in for the three
 stream commands they use (XADD, XREAD, XREVRANGE) on a clock the test moves;
@@ -16,16 +17,18 @@ from typing import Any
 import pytest
 import sidecar
 import sidecar_fleet
-from conftest import FIXTURES_DIR, load_scoreboard
+import sidecar_trends
 
 FLEET = {
     "host": "web1",
     "redis": {"url": "redis://10.0.0.5:6379/0", "username": "u", "password": "p" * 20},
-    "websocket_paths": ["/metrics/ws", "/push/ws"],
-    "websocket_hosts": ["WS.example"],
-    "websocket_cap": 1000,
 }
 SUMMARY = {"busy": 3, "idle": 61, "slots": 64, "accesses": 100}
+# What sidecar_trends.Trends.tick gives the row: the rate, each sidecar's WebSockets.
+TRENDS = {
+    "rates": {"rps": 25.0, "bps": 1000.0},
+    "sidecars": [{"websockets": 2, "max_clients": 500}, {"websockets": 1, "max_clients": 20}],
+}
 
 
 def config(**overrides: Any) -> sidecar_fleet.FleetConfig:
@@ -34,12 +37,7 @@ def config(**overrides: Any) -> sidecar_fleet.FleetConfig:
 
 def test_the_settings_the_role_writes() -> None:
     parsed = config()
-    assert (parsed.host, parsed.redis_url, parsed.websocket_cap) == (
-        "web1",
-        "redis://10.0.0.5:6379/0",
-        1000,
-    )
-    assert parsed.websocket_hosts == ("ws.example",)
+    assert (parsed.host, parsed.redis_url) == ("web1", "redis://10.0.0.5:6379/0")
     assert (parsed.redis_username, parsed.redis_password) == ("u", "p" * 20)
     assert parsed.silent_after == 5.0
     assert "p" * 20 not in repr(parsed)
@@ -50,9 +48,7 @@ def test_the_settings_the_role_writes() -> None:
     [
         ({"host": ""}, "'fleet.host'"),
         ({"redis": {"url": "http://x"}}, "'fleet.redis'"),
-        ({"websocket_cap": 0}, "'fleet.websocket_cap'"),
-        ({"websocket_cap": True}, "'fleet.websocket_cap'"),
-        ({"websocket_paths": "/push/ws"}, "'fleet.websocket_paths'"),
+        ({"redis": "redis://x"}, "'fleet.redis'"),
         ({"silent_after": -1}, "'fleet.silent_after'"),
         ({"colour": "red"}, "'fleet.colour'"),
     ],
@@ -70,28 +66,9 @@ def test_the_dashboards_config_carries_the_fleet_and_names_a_bad_key() -> None:
         sidecar.parse_config({"listen": listen, "fleet": {**FLEET, "host": 7}})
 
 
-@pytest.mark.parametrize("recorded", ["debian12", "debian13"])
-def test_open_websockets_are_counted_on_the_sidecars_routes(recorded: str) -> None:
-    # Recorded with one dashboard WebSocket open and one plain request in flight.
-    workers = sidecar.active_workers(load_scoreboard(FIXTURES_DIR / f"scoreboard-{recorded}.json"))
-    assert sidecar_fleet.count_websockets(workers, ["/metrics/ws"], []) == 1
-    assert sidecar_fleet.count_websockets(workers, ["/metrics/"], []) == 2
-    assert sidecar_fleet.count_websockets(workers, ["/push/ws"], []) == 0
-
-
-def test_a_virtual_hosts_every_busy_worker_counts_and_idle_ones_never() -> None:
-    workers = [
-        {"state": "busy_write", "request": "GET /anything HTTP/1.1", "vhost": "ws.example:443"},
-        {"state": "keepalive", "request": "GET /push/ws HTTP/1.1", "vhost": "site"},
-        {"state": "busy_read", "request": "GET /push/ws?x=1 HTTP/1.1", "vhost": "site"},
-        {"state": "busy_write", "request": "", "vhost": ""},
-    ]
-    assert sidecar_fleet.count_websockets(workers, ["/push/ws"], ["ws.example"]) == 2
-
-
-def test_this_hosts_row_and_its_request_rate() -> None:
+def test_this_hosts_row_adds_up_its_sidecars() -> None:
     view = sidecar_fleet.FleetView(config())
-    first = view.tick(SUMMARY, [], now=1000.0)
+    first = view.tick(SUMMARY, TRENDS, now=1000.0)
     assert first == {
         "hosts": [
             {
@@ -99,9 +76,9 @@ def test_this_hosts_row_and_its_request_rate() -> None:
                 "busy": 3,
                 "idle": 61,
                 "slots": 64,
-                "rps": None,
-                "websockets": 0,
-                "cap": 1000,
+                "rps": 25.0,
+                "websockets": 3,
+                "cap": 520,
                 "age": 0.0,
                 "silent": False,
             }
@@ -109,9 +86,6 @@ def test_this_hosts_row_and_its_request_rate() -> None:
         "silent_after": 5.0,
         "error": None,
     }
-    assert view.tick({**SUMMARY, "accesses": 150}, [], now=1002.0)["hosts"][0]["rps"] == 25.0
-    # Apache restarted: its counters began again, so no rate this tick.
-    assert view.tick({**SUMMARY, "accesses": 4}, [], now=1003.0)["hosts"][0]["rps"] is None
 
 
 def entry(ms: int, host: str, **row: Any) -> tuple[str, dict[str, str]]:
@@ -120,7 +94,7 @@ def entry(ms: int, host: str, **row: Any) -> tuple[str, dict[str, str]]:
 
 def test_other_hosts_are_aged_on_redis_clock_and_marked_silent() -> None:
     view = sidecar_fleet.FleetView(config())
-    view.tick(SUMMARY, [], now=50.0)
+    view.tick(SUMMARY, TRENDS, now=50.0)
     # Our own row taken at Redis's 10,000 ms: web2 was heard 1 s before, web3 6 s.
     view.heard([entry(4_000, "web3"), entry(9_000, "web2", busy=7), entry(9_500, "web1")])
     view.sent("10000-0", now=50.0)
@@ -188,7 +162,7 @@ def test_two_hosts_see_each_other_and_one_that_stops_goes_silent() -> None:
 
     async def second(hosts: tuple[str, ...]) -> None:
         for host in hosts:
-            views[host].tick(SUMMARY, [], now[0])
+            views[host].tick(SUMMARY, TRENDS, now[0])
             await links[host].exchange()
         stream.ms += 1000
         now[0] += 1.0
@@ -213,7 +187,7 @@ def test_redis_out_of_reach_is_shown_and_the_link_recovers() -> None:
     stream = Stream()
     view = sidecar_fleet.FleetView(config())
     link = sidecar_fleet.FleetLink(view, stream, (ConnectionError,), 0.01)
-    view.tick(SUMMARY, [], 1.0)
+    view.tick(SUMMARY, TRENDS, 1.0)
     stream.down = True
 
     async def run_a_while() -> None:
@@ -235,6 +209,8 @@ def test_redis_out_of_reach_is_shown_and_the_link_recovers() -> None:
 
 def test_a_snapshot_frame_carries_the_fleet(synthetic: dict) -> None:
     view = sidecar_fleet.FleetView(config())
-    payload = sidecar.build_payload(synthetic, 1, 10.0, view)
-    assert payload["fleet"]["hosts"][0]["host"] == "web1"
-    assert "fleet" not in sidecar.build_payload(synthetic, 1, 10.0)
+    trends = sidecar_trends.Trends([sidecar_trends.Route("metrics", 40, path="/metrics/ws")], 1.0)
+    payload = sidecar.build_payload(synthetic, 1, 10.0, trends, view)
+    row = payload["fleet"]["hosts"][0]
+    assert (row["host"], row["websockets"], row["cap"]) == ("web1", 1, 40)
+    assert "fleet" not in sidecar.build_payload(synthetic, 1, 10.0, trends)

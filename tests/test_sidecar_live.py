@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 import pytest
 import sidecar
+import sidecar_trends
 import wsclient
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient, TestServer
@@ -62,6 +63,16 @@ async def frame(ws: aiohttp.ClientWebSocketResponse, timeout: float = 1.0) -> di
     msg = await ws.receive(timeout=timeout)
     assert msg.type == WSMsgType.TEXT, msg
     return json.loads(msg.data)
+
+
+async def join(
+    client: TestClient | aiohttp.ClientSession, url: str = "/ws", **options: Any
+) -> aiohttp.ClientWebSocketResponse:
+    """A dashboard WebSocket past its first frame: the last ten minutes."""
+    ws = await client.ws_connect(url, **options)
+    history = await frame(ws)
+    assert history["type"] == "history", history
+    return ws
 
 
 async def collect(
@@ -156,12 +167,39 @@ def test_index_with_hostile_prefix() -> None:
 # --- WebSocket frames ----------------------------------------------------------------------
 
 
+def test_a_page_gets_the_last_ticks_first_with_query_strings_hidden() -> None:
+    scoreboard = json.loads(json.dumps(SYNTHETIC))
+    scoreboard["processes"][0]["workers"][1]["request"] = "GET /login?token=s3cr3t HTTP/1.1"
+    route = sidecar_trends.Route("metrics", 2, path="/metrics/ws")
+
+    async def first_frames(**config: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        async with serving(lambda: scoreboard, routes=(route,), **config) as (sc, client):
+            await wait_until(lambda: sc.seq >= 3)
+            ws = await client.ws_connect("/ws")
+            history, snapshot = await frame(ws), await frame(ws)
+            await ws.close()
+            return history, snapshot
+
+    history, snapshot = run(first_frames())
+    assert history["type"] == "history" and history["sidecars"] == [
+        {"name": "metrics", "max_clients": 2}
+    ]
+    assert len(history["points"]) >= 3 and history["points"][-1][4] == [1]
+    assert snapshot["sidecars"] == [
+        {"name": "metrics", "websockets": 1, "max_clients": 2, "near_cap": False}
+    ]
+    shown = [w["request"] for w in snapshot["workers"]]
+    assert "GET /login?[redacted] HTTP/1.1" in shown and "s3cr3t" not in json.dumps(snapshot)
+    _, whole = run(first_frames(show_query_strings=True))
+    assert "GET /login?token=s3cr3t HTTP/1.1" in [w["request"] for w in whole["workers"]]
+
+
 def test_snapshot_sent_on_connect_then_every_tick() -> None:
     async def scenario() -> None:
         async with serving(poll_interval=0.5) as (sc, client):
             await wait_until(lambda: sc.latest is not None)
             started = time.monotonic()
-            ws = await client.ws_connect("/ws")
+            ws = await join(client)
             first = await frame(ws, timeout=0.4)
             assert time.monotonic() - started < 0.4  # did not wait for the next tick
             assert first["type"] == "snapshot"
@@ -183,7 +221,7 @@ def test_ticks_keep_a_fixed_cadence() -> None:
 
     async def scenario() -> None:
         async with serving(slow_source, poll_interval=0.1) as (_, client):
-            ws = await client.ws_connect("/ws")
+            ws = await join(client)
             await frame(ws)
             frames = [await frame(ws) for _ in range(10)]
             # 9 intervals: 0.9 s on a fixed cadence, >= 1.35 s if the work added up
@@ -198,7 +236,7 @@ def test_ticks_keep_a_fixed_cadence() -> None:
 def test_missing_scoreboard_sends_error_frame() -> None:
     async def scenario() -> None:
         async with serving(lambda: None) as (_, client):
-            ws = await client.ws_connect("/ws")
+            ws = await join(client)
             for _ in range(2):
                 payload = await frame(ws)
                 assert payload["type"] == "error"
@@ -221,7 +259,7 @@ def test_raising_source_sends_error_frame_and_loop_continues(
 
     async def scenario() -> list[dict[str, Any]]:
         async with serving(flaky, poll_interval=0.02) as (_, client):
-            ws = await client.ws_connect("/ws")
+            ws = await join(client)
             return [payload for _, payload in await collect(ws, 0.5)]
 
     with caplog.at_level(logging.INFO, logger="sidecar"):
@@ -242,7 +280,7 @@ def test_raising_source_sends_error_frame_and_loop_continues(
 def test_client_messages_are_ignored() -> None:
     async def scenario() -> None:
         async with serving() as (_, client):
-            ws = await client.ws_connect("/ws")
+            ws = await join(client)
             await frame(ws)
             await ws.send_str("hello")
             await ws.send_bytes(b"\x00\x01")
@@ -258,7 +296,7 @@ def test_plain_get_on_ws_route_is_rejected() -> None:
             resp = await client.get("/ws")
             assert resp.status == 400
             assert sc._handshakes == 0
-            ws = await client.ws_connect("/ws")  # the failed attempt did not use up the slot
+            ws = await join(client)  # the failed attempt did not use up the slot
             await frame(ws)
 
     run(scenario())
@@ -270,7 +308,7 @@ def test_plain_get_on_ws_route_is_rejected() -> None:
 def test_abrupt_disconnect_does_not_disturb_other_clients() -> None:
     async def scenario() -> None:
         async with serving() as (sc, client):
-            healthy = await client.ws_connect("/ws")
+            healthy = await join(client)
             await frame(healthy)
             goners = [await raw_upgrade(client.server.port) for _ in range(3)]
             await wait_until(lambda: len(sc.clients) == 4)
@@ -291,7 +329,7 @@ async def stalled_client_scenario(
 ) -> tuple[list[tuple[float, dict[str, Any]]], float]:
     """A healthy client and one that never reads; returns the healthy frames and drop delay."""
     async with serving(lambda: busy_scoreboard(), poll_interval=0.05, **config) as (sc, client):
-        healthy = await client.ws_connect("/ws")
+        healthy = await join(client)
         await frame(healthy)
         stalled = await raw_upgrade(client.server.port, rcvbuf=4096)
         await wait_until(lambda: len(sc.clients) == 2)
@@ -379,7 +417,7 @@ def test_foreign_origin_refused_with_403_and_own_origin_served() -> None:
                 await client.ws_connect("/ws", origin="http://evil.example")
             assert excinfo.value.status == 403
             assert not sc.clients
-            ws = await client.ws_connect("/ws", origin=own)
+            ws = await join(client, origin=own)
             assert (await frame(ws))["type"] == "snapshot"
 
     run(scenario())
@@ -416,7 +454,7 @@ def test_request_with_the_secret_served() -> None:
         async with serving(secret=SECRET) as (_sc, client):
             page = await client.get("/", headers=headers)
             assert page.status == 200
-            ws = await client.ws_connect("/ws", headers=headers)
+            ws = await join(client, headers=headers)
             assert (await frame(ws))["type"] == "snapshot"
 
     run(scenario())
@@ -448,7 +486,7 @@ def test_serve_on_unix_socket(sock_dir: Path) -> None:
         async with aiohttp.ClientSession(connector=connector) as session:
             resp = await session.get("http://localhost/")
             assert 'window.METRICS_BASE = ""' in await resp.text()
-            ws = await session.ws_connect("http://localhost/ws")
+            ws = await join(session, "http://localhost/ws")
             assert (await frame(ws))["type"] == "snapshot"
             stop.set()
             await asyncio.wait_for(server, 5)  # returns cleanly, dropping the client

@@ -59,6 +59,8 @@ BUILTIN_TYPES = {
     "heartbeat": float,
     "send_timeout": float,
     "max_send_buffer": int,
+    "sidecars": list,
+    "show_query_strings": bool,
 }
 USER_TYPES = {
     "name": str,

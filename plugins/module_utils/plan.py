@@ -59,6 +59,7 @@ SIDECAR_DEFAULTS: dict[str, Any] = {
     "public_channels": [],
     "history": 1000,
     "fleet": False,
+    "show_query_strings": False,
 }
 
 # The kinds of sidecar: the two built in, and a user's own script.
@@ -419,6 +420,16 @@ class Plan:
                     f"""{at}.fleet shares rows with the other hosts through the push channel's
                     Redis: list a push sidecar (kind: push) too."""
                 )
+            if not isinstance(s["show_query_strings"], bool):
+                self.problem(
+                    f"""{at}.show_query_strings must be true or false;
+                    got "{s["show_query_strings"]}"."""
+                )
+            elif s["show_query_strings"] and s["kind"] != METRICS:
+                self.problem(
+                    f"""{at}.show_query_strings is for the built-in dashboard (kind metrics),
+                    which shows request lines; sidecar "{s["name"]}" is kind {s["kind"]}."""
+                )
 
     def check_redis(self) -> None:
         """The push channel's Redis and shared secrets; never shows a secret."""
@@ -560,27 +571,38 @@ class Plan:
             )
 
 
-def fleet_settings(
-    sidecars: Sequence[Mapping[str, Any]], redis: Mapping[str, Any], host: str
-) -> dict[str, Any]:
+def fleet_settings(redis: Mapping[str, Any], host: str) -> dict[str, Any]:
     """What a dashboard with `fleet` tells the other hosts, and where (the
-    Redis password is added on the host, with_secrets): this host's name and
-    its open WebSockets against the cap, counted on the sidecars' routes
-    (the WebSocket paths of those at a mount, every path of a virtual host's)."""
+    Redis password is added on the host, with_secrets)."""
     return {
         "host": host,
         "redis": {"url": redis["url"], "username": redis["username"], "ca_file": redis["ca_file"]},
-        # A built-in sidecar's WebSocket is at its mount's ws; a script's anywhere below it.
-        "websocket_paths": [
-            s["mount"] + ("ws" if s["builtin"] else "") for s in sidecars if s["mount"]
-        ],
-        "websocket_hosts": [s["virtual_host"] for s in sidecars if s["virtual_host"]],
-        "websocket_cap": sum(s["max_clients"] for s in sidecars),
     }
 
 
+def websocket_routes(sidecars: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Where a dashboard counts each sidecar's open WebSockets on the
+    scoreboard, against its max_clients: a virtual host's every path, a
+    built-in sidecar's mount's ws, a script's anywhere below its mount."""
+    return [
+        {
+            "name": s["name"],
+            "max_clients": s["max_clients"],
+            **(
+                {"host": s["virtual_host"]}
+                if s["virtual_host"]
+                else {"path": s["mount"] + ("ws" if s["builtin"] else "")}
+            ),
+        }
+        for s in sidecars
+    ]
+
+
 def settings(
-    sidecar: Mapping[str, Any], redis: Mapping[str, Any], fleet: Mapping[str, Any]
+    sidecar: Mapping[str, Any],
+    redis: Mapping[str, Any],
+    fleet: Mapping[str, Any],
+    routes: Sequence[Mapping[str, Any]],
 ) -> dict[str, Any]:
     """What the sidecar's NAME.json holds, but its secret (added on the host)."""
     written: dict[str, Any] = {
@@ -610,6 +632,8 @@ def settings(
             heartbeat=float(sidecar["heartbeat"]),
             send_timeout=float(sidecar["send_timeout"]),
             max_send_buffer=sidecar["max_send_buffer"],
+            sidecars=list(routes),
+            show_query_strings=sidecar["show_query_strings"] is True,
         )
         if sidecar["fleet"] is True:
             written["fleet"] = dict(fleet)
@@ -770,10 +794,12 @@ def build_plan(variables: Mapping[str, Any], constants: Mapping[str, Any]) -> di
     mpm = mpm_sizing(v["capacity_http"] if counts_ok else 1, sidecars if counts_ok else [])
     if counts_ok:
         plan.check_sizing(mpm)
-    fleet = fleet_settings(sidecars, redis, c["host_name"]) if counts_ok else {}
+    fleet = fleet_settings(redis, c["host_name"])
+    # From checked fields only: a problem already stops the run.
+    routes = websocket_routes(sidecars) if counts_ok and not plan.problems else []
     for sidecar in sidecars:
         sidecar["pool"] = mpm["pools"].get(sidecar["name"], 1)
-        sidecar["settings"] = settings(sidecar, redis, fleet)
+        sidecar["settings"] = settings(sidecar, redis, fleet, routes)
 
     app_file = v["app_script"] or f"{c['lib_dir']}/demo_app.wsgi"
     # With a push channel, the application imports its publisher from the lib directory.
