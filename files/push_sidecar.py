@@ -35,6 +35,7 @@ from typing import Any, NoReturn
 
 import mod_wsgi_ws_sidecar_push as shared
 import sidecar
+import sidecar_metrics
 from aiohttp import WSMsgType, web
 
 log = logging.getLogger("push")
@@ -74,6 +75,8 @@ class PushConfig:
     redis_password: str | None = field(default=None, repr=False)
     redis_ca_file: str | None = None
     public_channels: tuple[str, ...] = ()
+    # Where the dashboard's Prometheus endpoint reads this sidecar's counters.
+    metrics_dir: str | None = None
 
     @property
     def listen_url(self) -> str:
@@ -96,6 +99,7 @@ _KEYS = {
     "public_channels",
     "history",
     "publish_timeout",
+    "metrics_dir",
     *_NUMBERS,
 }
 
@@ -126,7 +130,7 @@ def parse_config(data: Any) -> PushConfig:
         raise sidecar.ConfigError(f"unknown config key {unknown[0]!r}")
     # The shared rules for the name, the listener, the origins and the secret.
     common = sidecar.parse_config(
-        {k: data[k] for k in ("name", "listen", "origins", "secret") if k in data}
+        {k: data[k] for k in ("name", "listen", "origins", "secret", "metrics_dir") if k in data}
     )
     server = data.get("redis")
     if not isinstance(server, dict) or not isinstance(server.get("url"), str):
@@ -156,6 +160,7 @@ def parse_config(data: Any) -> PushConfig:
         redis_ca_file=_text(server, "ca_file"),
         token_secret=token_secret,
         public_channels=tuple(public),
+        metrics_dir=common.metrics_dir,
         **{key: _number(data, key, kind) for key, kind in _NUMBERS.items()},
     )
 
@@ -268,8 +273,16 @@ class Subscription:
 class PushSidecar:
     """The WebSocket side (subscriptions) and the Redis side (one relay task)."""
 
-    def __init__(self, config: PushConfig, feed: Any, query: Any, errors: tuple[type, ...]):
+    def __init__(
+        self,
+        config: PushConfig,
+        feed: Any,
+        query: Any,
+        errors: tuple[type, ...],
+        metrics: sidecar_metrics.Metrics | None = None,
+    ):
         self.config = config
+        self.metrics = metrics or sidecar_metrics.open_metrics(config.name, None, push=True)
         # feed: the relay's blocking XREAD; query: everything else.
         self.feed, self.query, self.errors = feed, query, errors
         self.clients: dict[sidecar._Client, dict[str, Subscription]] = {}
@@ -302,6 +315,8 @@ class PushSidecar:
     def drop(self, client: sidecar._Client, reason: str | None) -> None:
         if reason:
             log.warning("dropping client %s: %s", client.peer, reason)
+            if client in self.clients:
+                self.metrics.dropped_for(reason)
         self.forget(client)
         client.transport.abort()
 
@@ -363,11 +378,17 @@ class PushSidecar:
                 )
                 continue
             frame = sidecar.text_frame(text)
+            sent = 0
             for sub in list(channel.subscribers.values()):
                 if sub.pending is not None:
                     sub.pending.append((at, frame))
                 else:
                     self.send(sub.client, frame)
+                    sent += 1
+            self.metrics.messages.inc()
+            self.metrics.deliveries.inc(sent)
+            # From Redis taking the message in (its ID, Redis's clock) to queued for everyone.
+            self.metrics.fanout.observe(max(0.0, time.time() - at[0] / 1000))
 
     def _feed_down(self, exc: BaseException) -> None:
         problem = f"cannot reach Redis at {self.config.redis_url}: {exc}"
@@ -577,8 +598,10 @@ class PushSidecar:
             origin, sidecar.site_host(request.headers), self.config.origins
         ):
             log.warning("refused a WebSocket from origin %r (cross-site)", origin)
+            self.metrics.refused_origin.inc()
             raise web.HTTPForbidden(text="cross-origin WebSocket refused\n")
         if len(self.clients) + self._handshakes >= self.config.max_clients:
+            self.metrics.refused_at_cap.inc()
             raise web.HTTPServiceUnavailable(text="too many push clients\n")
         transport = request.transport
         if transport is None:
@@ -594,6 +617,7 @@ class PushSidecar:
             self._handshakes -= 1
         client = sidecar._Client(ws, transport, peer)
         self.clients[client] = {}
+        self.metrics.accepted.inc()
         try:
             if self.feed_problem is not None:
                 self.send_text(client, control_text("status", feed="interrupted"))
@@ -638,10 +662,14 @@ def redis_clients(config: PushConfig) -> tuple[Any, Any, tuple[type, ...]]:
     return feed, query, (redis.RedisError, OSError, asyncio.TimeoutError)
 
 
-async def serve(config: PushConfig, stop: asyncio.Event | None = None) -> None:
+async def serve(
+    config: PushConfig,
+    stop: asyncio.Event | None = None,
+    metrics: sidecar_metrics.Metrics | None = None,
+) -> None:
     """Serve until `stop` is set; raises if the site cannot start, the relay
     ends, or a unix socket listener loses its socket file."""
-    push = PushSidecar(config, *redis_clients(config))
+    push = PushSidecar(config, *redis_clients(config), metrics=metrics)
 
     def essentials() -> dict[asyncio.Future[Any], str]:
         assert push.relay_task is not None  # created by the app's on_startup hook
@@ -666,4 +694,5 @@ def run_service(
     """Entry point for the mod_wsgi service script; serves for the life of the process."""
     config = load_config(config_path)
     sidecar.setup_logging(config.name)
-    sidecar.run_until_exit(lambda: serve(config), exit_hook, restart_delay)
+    metrics = sidecar_metrics.open_metrics(config.name, config.metrics_dir, push=True)
+    sidecar.run_until_exit(lambda: serve(config, metrics=metrics), exit_hook, restart_delay)

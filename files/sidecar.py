@@ -31,8 +31,9 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import sidecar_fleet
+import sidecar_metrics
 import sidecar_trends
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 log = logging.getLogger("sidecar")
 
@@ -56,6 +57,8 @@ SOCKET_CHECK_INTERVAL = 1.0
 # Apache sets this header on every request it proxies to the sidecar, to the
 # sidecar's secret: a local user who reaches the listener directly lacks it.
 SECRET_HEADER = "X-Sidecar-Secret"
+# What the dashboard's page sends once connected, for the history frame.
+HISTORY_REQUEST = '{"type":"history"}'
 
 
 # --- configuration -------------------------------------------------------------------------
@@ -505,8 +508,16 @@ class Sidecar:
         metrics_source: MetricsSource,
         clock: Callable[[], float] = time.time,
         fleet_redis: tuple[Any, tuple[type[BaseException], ...]] | None = None,
+        metrics: sidecar_metrics.Metrics | None = None,
     ) -> None:
         self.config = config
+        # The endpoint's counters: shared with the host's other sidecars by run_service.
+        self.metrics = metrics or sidecar_metrics.open_metrics(config.name, None)
+        self.metrics.add_collector(
+            sidecar_metrics.ApacheCollector(
+                lambda: self.snapshot, config.routes, summarise, active_workers
+            )
+        )
         self._source = metrics_source
         self._clock = clock
         # With a fleet: the rows, and (tests pass their own) its Redis and its errors.
@@ -526,6 +537,7 @@ class Sidecar:
         self.app = web.Application(middlewares=[self.require_secret])
         self.app.router.add_get("/", self.handle_index)
         self.app.router.add_get("/ws", self.handle_ws)
+        self.app.router.add_get("/metrics", self.handle_metrics)
         self.app.on_startup.append(self._start_ticks)
         self.app.on_shutdown.append(self._abort_clients)
         self.app.on_cleanup.append(self._stop_ticks)
@@ -567,8 +579,11 @@ class Sidecar:
         interval = self.config.poll_interval
         deadline = loop.time()
         while True:
+            started = time.monotonic()
             self.take_snapshot()
-            self.broadcast(self._latest_frame)
+            if self.clients:
+                self.broadcast(self._latest_frame)
+                self.metrics.fanout.observe(time.monotonic() - started)
             # Fixed cadence: the next deadline follows the previous one, not the end of the work;
             # if we fell behind, skip the missed ticks instead of bursting.
             deadline += interval
@@ -597,6 +612,7 @@ class Sidecar:
             self.clients.discard(client)
             if reason:
                 log.warning("dropping client %s: %s", client.peer, reason)
+                self.metrics.dropped_for(reason)
         client.transport.abort()
 
     @web.middleware
@@ -618,13 +634,21 @@ class Sidecar:
             text=html, content_type="text/html", headers={"Cache-Control": "no-store"}
         )
 
+    async def handle_metrics(self, _request: web.Request) -> web.Response:
+        body, content_type = self.metrics.exposition()
+        return web.Response(
+            body=body, headers={"Content-Type": content_type, "Cache-Control": "no-store"}
+        )
+
     async def handle_ws(self, request: web.Request) -> web.StreamResponse:
         origin = request.headers.get("Origin")
         if not origin_allowed(origin, site_host(request.headers), self.config.origins):
             log.warning("refused a WebSocket from origin %r (cross-site)", origin)
+            self.metrics.refused_origin.inc()
             raise web.HTTPForbidden(text="cross-origin WebSocket refused\n")
         # Refuse before the handshake; upgrades in progress count against the limit too.
         if len(self.clients) + self._handshakes >= self.config.max_clients:
+            self.metrics.refused_at_cap.inc()
             raise web.HTTPServiceUnavailable(text="too many dashboard clients\n")
         transport = request.transport
         if transport is None:
@@ -641,14 +665,18 @@ class Sidecar:
             self._handshakes -= 1
         client = _Client(ws, transport, peer)
         self.clients.add(client)
+        self.metrics.accepted.inc()
         try:
-            # First the last ten minutes, then the latest tick (the page charts both).
-            self.send(client, text_frame(encode(self.trends.history())), time.monotonic())
             if self._latest_frame:
                 self.send(client, self._latest_frame, time.monotonic())
-            # Client messages are ignored, but reading is what processes pongs and close frames.
-            async for _msg in ws:
-                pass
+            # Reading is what processes pongs and close frames. The one message
+            # heeded, once: the page asks for the last ten minutes to chart.
+            # Other clients never get them.
+            history_sent = False
+            async for msg in ws:
+                if not history_sent and msg.type == WSMsgType.TEXT and msg.data == HISTORY_REQUEST:
+                    self.send(client, text_frame(encode(self.trends.history())), time.monotonic())
+                    history_sent = True
         finally:
             self.clients.discard(client)
         return ws
@@ -745,11 +773,14 @@ async def serve_app(
 
 
 async def serve(
-    config: Config, metrics_source: MetricsSource, stop: asyncio.Event | None = None
+    config: Config,
+    metrics_source: MetricsSource,
+    stop: asyncio.Event | None = None,
+    metrics: sidecar_metrics.Metrics | None = None,
 ) -> None:
     """Serve the dashboard until `stop` is set. Raises if the site cannot
     start, the tick task ends, or a unix socket listener loses its socket file."""
-    sidecar = Sidecar(config, metrics_source)
+    sidecar = Sidecar(config, metrics_source, metrics=metrics)
 
     def essentials() -> dict[asyncio.Future[Any], str]:
         assert sidecar.tick_task is not None  # created by the app's on_startup hook
@@ -812,7 +843,10 @@ def run_service(
 
         metrics_source = mod_wsgi.server_metrics
     source = metrics_source
-    run_until_exit(lambda: serve(config, source), exit_hook, restart_delay)
+    if config.metrics_dir is not None:
+        sidecar_metrics.prune_dead(config.metrics_dir)
+    metrics = sidecar_metrics.open_metrics(config.name, config.metrics_dir)
+    run_until_exit(lambda: serve(config, source, metrics=metrics), exit_hook, restart_delay)
 
 
 # --- standalone CLI ------------------------------------------------------------------------

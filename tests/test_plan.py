@@ -443,6 +443,7 @@ def test_derived_values_of_a_tcp_dashboard() -> None:
         "max_send_buffer": 262144,
         "sidecars": [{"name": "metrics-sidecar", "max_clients": 500, "path": "/metrics/ws"}],
         "show_query_strings": False,
+        "metrics_dir": "/run/mod_wsgi_ws_sidecar_metrics",
     }
     assert result["tcp_ports"] == [8765] and result["unix_sidecars"] == []
     assert result["front_end_ports"] == [80]
@@ -621,8 +622,13 @@ def test_a_push_sidecar_without_problems_and_what_it_derives() -> None:
             "url": "redis://127.0.0.1:6379/0",
             "username": "mod_wsgi_ws_sidecar",
             "ca_file": "",
-        },
+        },  # Its counters reach the dashboard's endpoint through this directory.
+        "metrics_dir": "/run/mod_wsgi_ws_sidecar_metrics",
     }
+    assert derived["metrics_dir"] == "/run/mod_wsgi_ws_sidecar_metrics"
+    # Without a built-in dashboard, nobody would read them.
+    alone = plan(**PUSH_SECRETS, **sidecars(PUSH))
+    assert alone["metrics_dir"] == "" and "metrics_dir" not in alone["sidecars"][0]["settings"]
     assert derived["redis"] == {
         "wanted": True,
         "install": True,

@@ -587,10 +587,10 @@ def test_bad_requests_and_unsubscribe() -> None:
     run(scenario())
 
 
-def test_one_frame_per_message_reaches_every_subscriber() -> None:
-    async def scenario() -> None:
+def test_one_frame_per_message_reaches_every_subscriber_and_is_counted() -> None:
+    async def scenario() -> str:
         redis = Streams()
-        async with serving(redis) as (_push, client):
+        async with serving(redis) as (push, client):
             sockets = [await client.ws_connect("/ws") for _ in range(20)]
             for ws in sockets:
                 await subscribe(ws, "news")
@@ -598,8 +598,17 @@ def test_one_frame_per_message_reaches_every_subscriber() -> None:
             for ws in sockets:
                 assert [m["id"] for m in await messages(ws, 5)] == ids
                 await ws.close()
+            return push.metrics.exposition()[0].decode()
 
-    run(scenario())
+    # What the dashboard's Prometheus endpoint shows of it.
+    text = run(scenario())
+    for sample in (
+        'mod_wsgi_ws_sidecar_push_messages_total{sidecar="push"} 5.0',
+        'mod_wsgi_ws_sidecar_push_deliveries_total{sidecar="push"} 100.0',
+        'mod_wsgi_ws_sidecar_fanout_seconds_count{sidecar="push"} 5.0',
+        'mod_wsgi_ws_sidecar_websockets_accepted_total{sidecar="push"} 20.0',
+    ):
+        assert sample in text, text
 
 
 def test_only_requests_with_the_secret_are_served() -> None:

@@ -65,16 +65,6 @@ async def frame(ws: aiohttp.ClientWebSocketResponse, timeout: float = 1.0) -> di
     return json.loads(msg.data)
 
 
-async def join(
-    client: TestClient | aiohttp.ClientSession, url: str = "/ws", **options: Any
-) -> aiohttp.ClientWebSocketResponse:
-    """A dashboard WebSocket past its first frame: the last ten minutes."""
-    ws = await client.ws_connect(url, **options)
-    history = await frame(ws)
-    assert history["type"] == "history", history
-    return ws
-
-
 async def collect(
     ws: aiohttp.ClientWebSocketResponse, duration: float
 ) -> list[tuple[float, dict[str, Any]]]:
@@ -167,7 +157,7 @@ def test_index_with_hostile_prefix() -> None:
 # --- WebSocket frames ----------------------------------------------------------------------
 
 
-def test_a_page_gets_the_last_ticks_first_with_query_strings_hidden() -> None:
+def test_a_page_gets_the_last_ticks_when_it_asks_with_query_strings_hidden() -> None:
     scoreboard = json.loads(json.dumps(SYNTHETIC))
     scoreboard["processes"][0]["workers"][1]["request"] = "GET /login?token=s3cr3t HTTP/1.1"
     route = sidecar_trends.Route("metrics", 2, path="/metrics/ws")
@@ -176,9 +166,14 @@ def test_a_page_gets_the_last_ticks_first_with_query_strings_hidden() -> None:
         async with serving(lambda: scoreboard, routes=(route,), **config) as (sc, client):
             await wait_until(lambda: sc.seq >= 3)
             ws = await client.ws_connect("/ws")
-            history, snapshot = await frame(ws), await frame(ws)
+            snapshot = await frame(ws)
+            # Only a client that asks (the page) gets the history, and only once.
+            for _ in range(2):
+                await ws.send_str(sidecar.HISTORY_REQUEST)
+            frames = [f for _, f in await collect(ws, 0.3)]
             await ws.close()
-            return history, snapshot
+            assert [f["type"] for f in frames].count("history") == 1
+            return next(f for f in frames if f["type"] == "history"), snapshot
 
     history, snapshot = run(first_frames())
     assert history["type"] == "history" and history["sidecars"] == [
@@ -199,7 +194,7 @@ def test_snapshot_sent_on_connect_then_every_tick() -> None:
         async with serving(poll_interval=0.5) as (sc, client):
             await wait_until(lambda: sc.latest is not None)
             started = time.monotonic()
-            ws = await join(client)
+            ws = await client.ws_connect("/ws")
             first = await frame(ws, timeout=0.4)
             assert time.monotonic() - started < 0.4  # did not wait for the next tick
             assert first["type"] == "snapshot"
@@ -221,7 +216,7 @@ def test_ticks_keep_a_fixed_cadence() -> None:
 
     async def scenario() -> None:
         async with serving(slow_source, poll_interval=0.1) as (_, client):
-            ws = await join(client)
+            ws = await client.ws_connect("/ws")
             await frame(ws)
             frames = [await frame(ws) for _ in range(10)]
             # 9 intervals: 0.9 s on a fixed cadence, >= 1.35 s if the work added up
@@ -236,7 +231,7 @@ def test_ticks_keep_a_fixed_cadence() -> None:
 def test_missing_scoreboard_sends_error_frame() -> None:
     async def scenario() -> None:
         async with serving(lambda: None) as (_, client):
-            ws = await join(client)
+            ws = await client.ws_connect("/ws")
             for _ in range(2):
                 payload = await frame(ws)
                 assert payload["type"] == "error"
@@ -259,7 +254,7 @@ def test_raising_source_sends_error_frame_and_loop_continues(
 
     async def scenario() -> list[dict[str, Any]]:
         async with serving(flaky, poll_interval=0.02) as (_, client):
-            ws = await join(client)
+            ws = await client.ws_connect("/ws")
             return [payload for _, payload in await collect(ws, 0.5)]
 
     with caplog.at_level(logging.INFO, logger="sidecar"):
@@ -280,7 +275,7 @@ def test_raising_source_sends_error_frame_and_loop_continues(
 def test_client_messages_are_ignored() -> None:
     async def scenario() -> None:
         async with serving() as (_, client):
-            ws = await join(client)
+            ws = await client.ws_connect("/ws")
             await frame(ws)
             await ws.send_str("hello")
             await ws.send_bytes(b"\x00\x01")
@@ -296,7 +291,7 @@ def test_plain_get_on_ws_route_is_rejected() -> None:
             resp = await client.get("/ws")
             assert resp.status == 400
             assert sc._handshakes == 0
-            ws = await join(client)  # the failed attempt did not use up the slot
+            ws = await client.ws_connect("/ws")  # the failed attempt did not use up the slot
             await frame(ws)
 
     run(scenario())
@@ -308,7 +303,7 @@ def test_plain_get_on_ws_route_is_rejected() -> None:
 def test_abrupt_disconnect_does_not_disturb_other_clients() -> None:
     async def scenario() -> None:
         async with serving() as (sc, client):
-            healthy = await join(client)
+            healthy = await client.ws_connect("/ws")
             await frame(healthy)
             goners = [await raw_upgrade(client.server.port) for _ in range(3)]
             await wait_until(lambda: len(sc.clients) == 4)
@@ -329,7 +324,7 @@ async def stalled_client_scenario(
 ) -> tuple[list[tuple[float, dict[str, Any]]], float]:
     """A healthy client and one that never reads; returns the healthy frames and drop delay."""
     async with serving(lambda: busy_scoreboard(), poll_interval=0.05, **config) as (sc, client):
-        healthy = await join(client)
+        healthy = await client.ws_connect("/ws")
         await frame(healthy)
         stalled = await raw_upgrade(client.server.port, rcvbuf=4096)
         await wait_until(lambda: len(sc.clients) == 2)
@@ -417,7 +412,7 @@ def test_foreign_origin_refused_with_403_and_own_origin_served() -> None:
                 await client.ws_connect("/ws", origin="http://evil.example")
             assert excinfo.value.status == 403
             assert not sc.clients
-            ws = await join(client, origin=own)
+            ws = await client.ws_connect("/ws", origin=own)
             assert (await frame(ws))["type"] == "snapshot"
 
     run(scenario())
@@ -454,7 +449,7 @@ def test_request_with_the_secret_served() -> None:
         async with serving(secret=SECRET) as (_sc, client):
             page = await client.get("/", headers=headers)
             assert page.status == 200
-            ws = await join(client, headers=headers)
+            ws = await client.ws_connect("/ws", headers=headers)
             assert (await frame(ws))["type"] == "snapshot"
 
     run(scenario())
@@ -486,7 +481,7 @@ def test_serve_on_unix_socket(sock_dir: Path) -> None:
         async with aiohttp.ClientSession(connector=connector) as session:
             resp = await session.get("http://localhost/")
             assert 'window.METRICS_BASE = ""' in await resp.text()
-            ws = await join(session, "http://localhost/ws")
+            ws = await session.ws_connect("http://localhost/ws")
             assert (await frame(ws))["type"] == "snapshot"
             stop.set()
             await asyncio.wait_for(server, 5)  # returns cleanly, dropping the client

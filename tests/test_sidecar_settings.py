@@ -61,6 +61,7 @@ BUILTIN_TYPES = {
     "max_send_buffer": int,
     "sidecars": list,
     "show_query_strings": bool,
+    "metrics_dir": str,
 }
 USER_TYPES = {
     "name": str,

@@ -603,6 +603,7 @@ def settings(
     redis: Mapping[str, Any],
     fleet: Mapping[str, Any],
     routes: Sequence[Mapping[str, Any]],
+    metrics_dir: str,
 ) -> dict[str, Any]:
     """What the sidecar's NAME.json holds, but its secret (added on the host)."""
     written: dict[str, Any] = {
@@ -611,6 +612,9 @@ def settings(
         "max_clients": sidecar["max_clients"],
         "origins": list(sidecar["origins"]),
     }
+    if sidecar["builtin"] and metrics_dir:
+        # Its counters, for the dashboard's Prometheus endpoint.
+        written["metrics_dir"] = metrics_dir
     if sidecar["kind"] == PUSH:
         written.update(
             kind=PUSH,
@@ -795,11 +799,15 @@ def build_plan(variables: Mapping[str, Any], constants: Mapping[str, Any]) -> di
     if counts_ok:
         plan.check_sizing(mpm)
     fleet = fleet_settings(redis, c["host_name"])
+    # With a built-in dashboard, the directory of the counters its endpoint adds up.
+    metrics_dir = (
+        c["metrics_dir"] if any(s["kind"] == METRICS and s["builtin"] for s in sidecars) else ""
+    )
     # From checked fields only: a problem already stops the run.
     routes = websocket_routes(sidecars) if counts_ok and not plan.problems else []
     for sidecar in sidecars:
         sidecar["pool"] = mpm["pools"].get(sidecar["name"], 1)
-        sidecar["settings"] = settings(sidecar, redis, fleet, routes)
+        sidecar["settings"] = settings(sidecar, redis, fleet, routes, metrics_dir)
 
     app_file = v["app_script"] or f"{c['lib_dir']}/demo_app.wsgi"
     # With a push channel, the application imports its publisher from the lib directory.
@@ -813,6 +821,7 @@ def build_plan(variables: Mapping[str, Any], constants: Mapping[str, Any]) -> di
         "sidecars": sidecars,
         "unix_sidecars": unix,
         "push_sidecars": push,
+        "metrics_dir": metrics_dir,
         "redis": redis,
         "app_python_path": app_python_path,
         "tcp_ports": [s["port"] for s in sidecars if s["listener"] == "tcp"],

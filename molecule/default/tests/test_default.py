@@ -1,13 +1,19 @@
 """The default deployment as a user would check it, from inside each container:
 loopback TCP listener, sidecar mounted at /metrics/, demo WSGI app at /."""
 
+import json
+import time
+
 import pytest
-from conftest import enabled_apache_config, wsgi_daemon_groups
+from conftest import enabled_apache_config, staged_probe, wsgi_daemon_groups
 
 SIDECAR_GROUP = "metrics-sidecar"
 
 
-@pytest.mark.parametrize("package", ["apache2", "libapache2-mod-wsgi-py3", "python3-aiohttp"])
+@pytest.mark.parametrize(
+    "package",
+    ["apache2", "libapache2-mod-wsgi-py3", "python3-aiohttp", "python3-prometheus-client"],
+)
 def test_package_installed(host, package):
     assert host.package(package).is_installed
 
@@ -52,3 +58,26 @@ def test_sidecar_daemon_process_runs(host):
     title = f"(wsgi:{SIDECAR_GROUP})"[: len("/usr/sbin/apache2")]
     names = [p.args for p in host.process.filter(user="www-data")]
     assert sum(args.startswith(title) for args in names) == 1, names
+
+
+def test_query_strings_of_busy_requests_are_hidden_on_the_dashboard(host, probe):
+    # A held WebSocket is a busy worker whose request line the dashboard lists.
+    host.run_test(
+        "(timeout 30 python3 %s ws '/metrics/ws?token=s3cr3t-in-a-query' --frames 1000"
+        " --timeout 25 >/dev/null 2>&1 &)",
+        staged_probe(host),
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            frames = probe.ws("/metrics/ws", frames=2)["frames"]
+            text = json.dumps(frames)
+            if "?[redacted]" in text:
+                break
+            assert time.monotonic() < deadline, text
+            time.sleep(0.5)
+        assert "s3cr3t" not in text
+        requests = [w["request"] for f in frames for w in f["data"].get("workers", [])]
+        assert "GET /metrics/ws?[redacted] HTTP/1.1" in requests
+    finally:
+        host.run("pkill -f 'token=s3cr3t-in-a-query'")

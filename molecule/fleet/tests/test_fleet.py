@@ -117,6 +117,35 @@ def test_a_message_published_on_one_web_host_reaches_every_web_host():
         assert (frames[1]["id"], frames[1]["data"]) == (position, {"text": "across"})
 
 
+def endpoint(host) -> dict[str, float]:
+    """The dashboard's Prometheus endpoint on a web host: sample -> value."""
+    answer = Probe(host).http("/metrics/metrics")
+    assert answer["status"] == 200, answer
+    lines = (line for line in answer["body"].splitlines() if line and not line.startswith("#"))
+    return {name: float(value) for name, value in (line.rsplit(" ", 1) for line in lines)}
+
+
+def test_what_the_push_sidecar_counts_reaches_the_dashboards_endpoint():
+    # Two daemon processes: the push sidecar's counters, in its own files,
+    # added up by the dashboard's endpoint.
+    push = 'sidecar="push"'
+    for host in web_hosts():
+        before = endpoint(host)
+        start_session(host)
+        published = host.run("sleep 2; python3 -c %s %s", PUBLISH, f"channel={CHANNEL}&message=n")
+        assert published.rc == 0, published.stderr
+        assert [f["type"] for f in session_of(host)] == ["subscribed", "message"]
+        after = endpoint(host)
+        for name in (
+            f"mod_wsgi_ws_sidecar_push_messages_total{{{push}}}",
+            f"mod_wsgi_ws_sidecar_push_deliveries_total{{{push}}}",
+            f"mod_wsgi_ws_sidecar_fanout_seconds_count{{{push}}}",
+            f"mod_wsgi_ws_sidecar_websockets_accepted_total{{{push}}}",
+        ):
+            assert after[name] >= before.get(name, 0) + 1, (name, before.get(name), after[name])
+        assert after[f"mod_wsgi_ws_sidecar_websockets_max{{{push}}}"] == 500
+
+
 def test_a_bad_variable_stops_the_run_before_any_web_host_leaves_the_balancer():
     pids = {h: h.check_output("systemctl show -p MainPID --value apache2") for h in web_hosts()}
     run = run_playbook({"push_token_secret": "too-short"})

@@ -10,6 +10,7 @@ from conftest import ROLE, Probe, converge, enabled_apache_config, scenario_host
 
 SOCKET_DIR = "/run/mod_wsgi_ws_sidecar/metrics-sidecar"
 TMPFILES = "/etc/tmpfiles.d/mod_wsgi_ws_sidecar.conf"
+METRICS_DIR = "/run/mod_wsgi_ws_sidecar_metrics"
 ON_TCP = {
     "mod_wsgi_ws_sidecar_sidecars": [
         {"name": "metrics-sidecar", "mount": "/metrics/", "listener": "tcp", "port": 8765}
@@ -27,7 +28,7 @@ def observe(name: str) -> dict:
         "unix": host.check_output("ss -Hlx"),
         "socket_dir": host.file(SOCKET_DIR).exists,
         "run_dir": host.file("/run/mod_wsgi_ws_sidecar").exists,
-        "tmpfiles": host.file(TMPFILES).exists,
+        "tmpfiles": host.file(TMPFILES).content_string if host.file(TMPFILES).exists else "",
         "config": enabled_apache_config(host),
     }
 
@@ -49,7 +50,9 @@ def test_switch_to_tcp_leaves_no_socket_behind(host, switches):
     assert "sidecar.sock" not in seen["unix"]
     assert not seen["socket_dir"]
     assert not seen["run_dir"]
-    assert not seen["tmpfiles"]
+    # Boot recreates the dashboard's counters directory only.
+    assert f"d {METRICS_DIR} 0700 www-data www-data -" in seen["tmpfiles"]
+    assert "/run/mod_wsgi_ws_sidecar " not in seen["tmpfiles"]
     assert "unix:" not in seen["config"]
     assert '"http://127.0.0.1:8765/" upgrade=websocket' in seen["config"]
     assert seen["frames"][0]["data"]["type"] == "snapshot"
@@ -62,7 +65,8 @@ def test_switch_back_to_unix_leaves_no_tcp_listener(host, switches):
     assert not any(address.endswith(":8765") for address in seen["tcp"]), seen["tcp"]
     assert f"{SOCKET_DIR}/sidecar.sock" in seen["unix"]
     assert seen["socket_dir"]
-    assert seen["tmpfiles"]
+    assert f"d {SOCKET_DIR} 2750 www-data www-data -" in seen["tmpfiles"]
+    assert f"d {METRICS_DIR} 0700 www-data www-data -" in seen["tmpfiles"]
     assert "127.0.0.1:8765" not in seen["config"]
     assert seen["frames"][0]["data"]["type"] == "snapshot"
 

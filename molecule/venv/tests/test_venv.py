@@ -8,7 +8,12 @@ from conftest import ROLE, Probe, converge, enabled_apache_config, scenario_host
 
 VENV = "/srv/app/venv"
 # Names as pip normalises them (PEP 503).
-PINNED = {"aiohttp": "3.14.5", "mod-wsgi": "6.1.1", "markupsafe": "3.0.3"}
+PINNED = {
+    "aiohttp": "3.14.5",
+    "prometheus-client": "0.26.0",
+    "mod-wsgi": "6.1.1",
+    "markupsafe": "3.0.3",
+}
 PYPI_LOAD = "/etc/apache2/mods-available/mod_wsgi_ws_sidecar_wsgi.load"
 
 
@@ -34,8 +39,9 @@ def test_pinned_packages_are_in_the_venv(host):
         assert installed.get(name) == version, installed
 
 
-def test_debians_aiohttp_is_not_installed(host):
-    assert not host.package("python3-aiohttp").is_installed
+@pytest.mark.parametrize("package", ["python3-aiohttp", "python3-prometheus-client"])
+def test_debians_python_packages_are_not_installed(host, package):
+    assert not host.package(package).is_installed
 
 
 def test_apache_loads_the_venvs_mod_wsgi_only(host):
