@@ -10,11 +10,12 @@ sidecar is counted as well as the built-in ones. Pure: no I/O, no clock.
 from __future__ import annotations
 
 import math
+import posixpath
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 # Ten minutes of ticks, sent whole to a page when it connects.
 HISTORY_SECONDS = 600
@@ -77,9 +78,17 @@ def redact_query(request: str) -> str:
 
 
 def request_path(request: str) -> str:
-    """The path of a scoreboard request line ("GET /push/ws HTTP/1.1")."""
+    """The path of a scoreboard request line ("GET /push/ws HTTP/1.1") as
+    Apache matches it to a location: percent-decoded, dot segments resolved
+    and slashes merged, so "/x/../metrics//%77s" counts as "/metrics/ws"."""
     parts = request.split()
-    return urlsplit(parts[1] if len(parts) > 1 else "").path
+    target = parts[1] if len(parts) > 1 else ""
+    # "//a/b" is a path here (origin form), not a host as urlsplit reads it.
+    path = unquote(target.split("?", 1)[0] if target.startswith("/") else urlsplit(target).path)
+    if not path.startswith("/"):
+        return path
+    # normpath keeps a leading "//" (POSIX leaves it implementation-defined).
+    return "/" + posixpath.normpath(path).lstrip("/")
 
 
 def vhost_name(vhost: str) -> str:

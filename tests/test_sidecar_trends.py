@@ -62,6 +62,25 @@ def test_query_strings_are_hidden(request_line: str, shown: str) -> None:
     assert sidecar_trends.redact_query(request_line) == shown
 
 
+@pytest.mark.parametrize(
+    ("request_line", "path"),
+    [
+        ("GET /metrics/ws HTTP/1.1", "/metrics/ws"),
+        # What Apache itself resolves before matching a location.
+        ("GET /x/../metrics/ws HTTP/1.1", "/metrics/ws"),
+        ("GET //metrics//./ws/ HTTP/1.1", "/metrics/ws"),
+        ("GET /metrics/%77s?a=/../b HTTP/1.1", "/metrics/ws"),
+        ("GET /../../metrics/ws HTTP/1.1", "/metrics/ws"),
+        ("GET http://ws.example/x/../metrics/ws HTTP/1.1", "/metrics/ws"),
+        ("GET / HTTP/1.1", "/"),
+        ("OPTIONS * HTTP/1.1", "*"),
+        ("", ""),
+    ],
+)
+def test_request_paths_are_read_as_apache_routes_them(request_line: str, path: str) -> None:
+    assert sidecar_trends.request_path(request_line) == path
+
+
 @pytest.mark.parametrize("recorded", ["debian12", "debian13"])
 def test_open_websockets_are_counted_on_the_sidecars_routes(recorded: str) -> None:
     # Recorded with one dashboard WebSocket open and one plain request in flight.
