@@ -91,7 +91,14 @@ def prometheus(host):
         f" --config.file={PROMETHEUS_DIR}/prometheus.yml"
         f" --storage.tsdb.path={PROMETHEUS_DIR}/data --web.listen-address={PROMETHEUS}"
     )
+    # Prometheus answers queries only once it has replayed its (empty) data
+    # directory: seconds on a loaded machine.
+    ready = host.run(
+        f"for _ in $(seq 1 120); do {FETCH} >/dev/null 2>&1 && exit 0; sleep 0.5; done; exit 1",
+        f"http://{PROMETHEUS}/-/ready",
+    )
     try:
+        assert ready.rc == 0, host.run(f"journalctl -u {UNIT} --no-pager -n 30").stdout
         eventually(host, 'up{job="apache"}', 1.0)
         yield
     finally:
