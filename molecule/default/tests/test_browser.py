@@ -102,20 +102,30 @@ def test_page_shows_live_data_and_keeps_updating(host, probe):
 
 
 # Request lines Apache accepts and keeps on its scoreboard while the WebSocket is
-# open. No spaces (they end the request target), and short enough for the
-# scoreboard's 64-byte request field, so each is shown whole.
+# open. No spaces (they end the request target). In the path, not the query
+# string, which the sidecar hides: "/metrics/<payload>/../ws", with one ".."
+# for each of the payload's segments, is routed to /metrics/ws (Apache resolves
+# the dot segments; the scoreboard keeps the raw line). Its 64-byte request
+# field may cut the line's end, never a payload.
 HOSTILE = {
     "img": "<img/src=x/onerror=xss=1,alert(1)>",
     "script": "<script>xss=2;alert(2)</script>",
     "quotes": "<b/id=\"injected\"/onclick='xss=3'>",
 }
+SCOREBOARD_REQUEST_CHARS = 63
+
+
+def hostile_path(payload: str) -> str:
+    return "/metrics/" + payload + "/.." * (payload.count("/") + 1) + "/ws"
+
+
 INJECTED = """(() => ({
   xss: typeof window.xss,
   images: document.querySelectorAll('img').length,
   injected: document.getElementById('injected') !== null,
-  handlers: document.querySelectorAll('[onerror], [onclick]').length,
+  handlers: document.querySelectorAll('[onerror], [onclick], [onload]').length,
   scripts: document.scripts.length,
-  only_text: [...document.querySelectorAll('#workers *')].every((e) =>
+  only_text: [...document.querySelectorAll('#workers *, #vhosts *, #sidecars *')].every((e) =>
     e.tagName === 'TR' || (e.tagName === 'TD' && [...e.childNodes].every((n) => n.nodeType === 3))),
   shown: [...document.querySelectorAll('#workers td.request')]
     .filter((td) => td.offsetHeight > 0).map((td) => td.innerText),
@@ -126,7 +136,7 @@ AS_HTML = """(() => {
   box.hidden = true;
   document.body.appendChild(box);
   for (const td of document.querySelectorAll('#workers td.request')) {
-    if (td.textContent.includes('?<')) {
+    if (td.textContent.includes('/<')) {
       box.appendChild(document.createRange().createContextualFragment(td.textContent));
     }
   }
@@ -139,8 +149,7 @@ def test_hostile_scoreboard_strings_are_shown_as_text(host):
         f"{REQUESTS}.some((t) => t.includes({json.dumps(p)}))" for p in HOSTILE.values()
     )
     holds = [
-        {"do": "hold", "path": "/metrics/ws?" + payload, "seconds": 12}
-        for payload in HOSTILE.values()
+        {"do": "hold", "path": hostile_path(payload), "seconds": 12} for payload in HOSTILE.values()
     ]
     report = browse(
         host,
@@ -161,9 +170,10 @@ def test_hostile_scoreboard_strings_are_shown_as_text(host):
         assert hold["status"] == "HTTP/1.1 101 Switching Protocols", hold
     assert steps[6]["ok"], f"payloads not shown: {steps[6]}"
     page = steps[8]["value"]
-    # Shown, as the very text of the request line...
+    # Shown, as the very text of the request line (as far as the scoreboard keeps it)...
     for payload in HOSTILE.values():
-        assert f"GET /metrics/ws?{payload} HTTP/1.1" in page["shown"], page["shown"]
+        line = f"GET {hostile_path(payload)} HTTP/1.1"[:SCOREBOARD_REQUEST_CHARS]
+        assert line in page["shown"], (line, page["shown"])
     # ...and inert: no element, attribute or script from them, nothing ran.
     assert page["only_text"]
     assert page["images"] == 0
@@ -177,6 +187,32 @@ def test_hostile_scoreboard_strings_are_shown_as_text(host):
     assert steps[9]["value"] >= len(HOSTILE)
     assert steps[10]["ok"], "the payloads did not run even when parsed as HTML"
     assert {d["message"] for d in report["dialogs"]} & {"1", "2"}, report["dialogs"]
+
+
+SECRET = "s3cr3t-canary-7f3a"
+
+
+def test_query_strings_are_hidden_on_the_page(host):
+    # The sidecar's show_query_strings is off by default: the request line is
+    # shown, its query string is not, anywhere in the page.
+    redacted = "GET /metrics/ws?[redacted] HTTP/1.1"
+    report = browse(
+        host,
+        [
+            *open_live(),
+            {"do": "hold", "path": f"/metrics/ws?token={SECRET}", "seconds": 10},
+            {"do": "wait", "expr": f"{REQUESTS}.includes({json.dumps(redacted)})", "timeout": 8},
+            {"do": "eval", "expr": "document.documentElement.outerHTML"},
+            {"do": "eval", "expr": "document.body.innerText"},
+        ],
+    )
+    steps = report["steps"]
+    assert steps[2]["status"] == "HTTP/1.1 101 Switching Protocols", steps[2]
+    assert steps[3]["ok"], f"the redacted request line not shown: {steps[3]}"
+    assert redacted in steps[4]["value"]
+    for text in (steps[4]["value"], steps[5]["value"]):
+        assert SECRET not in text
+        assert "token=" not in text
 
 
 # restart: what an operator does; reload: what the role's handlers do (a graceful
