@@ -190,6 +190,17 @@ def test_websocket_through_apache_streams_the_scoreboard(project: Path, name: st
 
 
 @pytest.mark.parametrize("name", CONTAINERS)
+def test_prometheus_endpoint_answers_where_the_readmes_scrape_config_looks(
+    project: Path, name: str
+) -> None:
+    answer = json.loads(in_container(name, "python3", PROBE, "http", "/metrics/metrics"))
+    assert answer["status"] == 200, answer
+    lines = answer["body"].splitlines()
+    assert "apache_up 1.0" in lines, lines
+    assert 'mod_wsgi_ws_sidecar_websockets_max{sidecar="metrics-sidecar"} 500.0' in lines, lines
+
+
+@pytest.mark.parametrize("name", CONTAINERS)
 def test_sidecar_settings_keep_their_types(project: Path, name: str) -> None:
     settings = json.loads(
         in_container(name, "cat", "/etc/mod_wsgi_ws_sidecar/metrics-sidecar.json")
