@@ -35,6 +35,7 @@ from typing import Any, NoReturn
 
 import mod_wsgi_ws_sidecar_push as shared
 import sidecar
+import sidecar_clients
 import sidecar_metrics
 from aiohttp import WSMsgType, web
 
@@ -77,6 +78,9 @@ class PushConfig:
     public_channels: tuple[str, ...] = ()
     # Where the dashboard's Prometheus endpoint reads this sidecar's counters.
     metrics_dir: str | None = None
+    # Processes sharing the TCP port, and their count of clients (sidecar_clients.py).
+    processes: int = 1
+    clients_file: str | None = None
 
     @property
     def listen_url(self) -> str:
@@ -100,6 +104,8 @@ _KEYS = {
     "history",
     "publish_timeout",
     "metrics_dir",
+    "processes",
+    "clients_file",
     *_NUMBERS,
 }
 
@@ -128,10 +134,12 @@ def parse_config(data: Any) -> PushConfig:
     unknown = sorted(set(data) - _KEYS)
     if unknown:
         raise sidecar.ConfigError(f"unknown config key {unknown[0]!r}")
-    # The shared rules for the name, the listener, the origins and the secret.
-    common = sidecar.parse_config(
-        {k: data[k] for k in ("name", "listen", "origins", "secret", "metrics_dir") if k in data}
+    # The shared rules for the name, the listener, the origins, the secret and the processes.
+    shared_keys = (
+        *("name", "listen", "origins", "secret"),
+        *("metrics_dir", "processes", "clients_file"),
     )
+    common = sidecar.parse_config({k: data[k] for k in shared_keys if k in data})
     server = data.get("redis")
     if not isinstance(server, dict) or not isinstance(server.get("url"), str):
         raise sidecar.ConfigError("config key 'redis' must be an object with a 'url'")
@@ -161,6 +169,8 @@ def parse_config(data: Any) -> PushConfig:
         token_secret=token_secret,
         public_channels=tuple(public),
         metrics_dir=common.metrics_dir,
+        processes=common.processes,
+        clients_file=common.clients_file,
         **{key: _number(data, key, kind) for key, kind in _NUMBERS.items()},
     )
 
@@ -289,7 +299,8 @@ class PushSidecar:
         self.channels: dict[str, Channel] = {}
         self.epoch: str | None = None
         self.feed_problem: str | None = "not connected to Redis yet"
-        self._handshakes = 0
+        # Every client takes a place here from before its handshake until it leaves.
+        self.cap = sidecar_clients.client_count(config.max_clients, config.clients_file)
         self._wake = asyncio.Event()
         self.app = web.Application(middlewares=[self.require_secret])
         self.app.router.add_get("/", self.handle_index)
@@ -600,9 +611,16 @@ class PushSidecar:
             log.warning("refused a WebSocket from origin %r (cross-site)", origin)
             self.metrics.refused_origin.inc()
             raise web.HTTPForbidden(text="cross-origin WebSocket refused\n")
-        if len(self.clients) + self._handshakes >= self.config.max_clients:
+        # Refuse before the handshake: upgrades in progress count against the cap too.
+        if self.cap.admit() is not None:
             self.metrics.refused_at_cap.inc()
             raise web.HTTPServiceUnavailable(text="too many push clients\n")
+        try:
+            return await self._serve_client(request)
+        finally:
+            self.cap.release()
+
+    async def _serve_client(self, request: web.Request) -> web.WebSocketResponse:
         transport = request.transport
         if transport is None:
             raise web.HTTPBadRequest(text="connection already closed\n")
@@ -610,11 +628,7 @@ class PushSidecar:
         ws = web.WebSocketResponse(
             heartbeat=self.config.heartbeat, compress=False, max_msg_size=MAX_CLIENT_MESSAGE
         )
-        self._handshakes += 1
-        try:
-            await ws.prepare(request)
-        finally:
-            self._handshakes -= 1
+        await ws.prepare(request)
         client = sidecar._Client(ws, transport, peer)
         self.clients[client] = {}
         self.metrics.accepted.inc()
@@ -639,6 +653,7 @@ class PushSidecar:
         if self.relay_task is not None:
             self.relay_task.cancel()
             await asyncio.wait({self.relay_task})
+        self.cap.close()
 
 
 def redis_clients(config: PushConfig) -> tuple[Any, Any, tuple[type, ...]]:

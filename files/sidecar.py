@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
+import sidecar_clients
 import sidecar_fleet
 import sidecar_metrics
 import sidecar_trends
@@ -59,6 +60,11 @@ SOCKET_CHECK_INTERVAL = 1.0
 SECRET_HEADER = "X-Sidecar-Secret"
 # What the dashboard's page sends once connected, for the history frame.
 HISTORY_REQUEST = '{"type":"history"}'
+# Connections the kernel queues for the listener before it accepts them
+# (aiohttp's default is 128; Linux caps it at net.core.somaxconn). A burst
+# that overflows the queue has its SYNs dropped, and Apache's connects then
+# retry after 1 s and 3 s: clients refused late, or left hanging.
+LISTEN_BACKLOG = 4096
 
 
 # --- configuration -------------------------------------------------------------------------
@@ -91,6 +97,10 @@ class Config:
     show_query_strings: bool = False
     # Where the built-in sidecars keep their Prometheus counters (sidecar_metrics.py).
     metrics_dir: str | None = None
+    # Processes of the sidecar sharing its TCP port (SO_REUSEPORT), and the
+    # file where they keep the count of their clients (sidecar_clients.py).
+    processes: int = 1
+    clients_file: str | None = None
 
     @property
     def listen_url(self) -> str:
@@ -107,6 +117,8 @@ _TOP_KEYS = {
     "sidecars",
     "show_query_strings",
     "metrics_dir",
+    "processes",
+    "clients_file",
     *_NUMERIC_KEYS,
 }
 # The role writes 43 characters (32 random bytes); shorter is too guessable.
@@ -148,6 +160,30 @@ def _parse_listen(listen: Any) -> dict[str, Any]:
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise ConfigError(f"config key 'listen.port' must be an integer 1-65535, got {port!r}")
     return {"host": host, "port": port}
+
+
+def _parse_processes(data: Mapping[str, Any]) -> tuple[int, str | None]:
+    """`processes` and `clients_file`: several processes share a TCP port and
+    keep their count of clients in that file."""
+    processes = data.get("processes", 1)
+    limit = sidecar_clients.MAX_PROCESSES
+    if isinstance(processes, bool) or not isinstance(processes, int) or not 1 <= processes <= limit:
+        raise ConfigError(f"config key 'processes' must be an integer 1-{limit}, got {processes!r}")
+    clients_file = data.get("clients_file")
+    if clients_file is not None and not (
+        isinstance(clients_file, str) and clients_file.startswith("/")
+    ):
+        raise ConfigError(
+            f"config key 'clients_file' must be an absolute path, got {clients_file!r}"
+        )
+    if processes > 1 and clients_file is None:
+        raise ConfigError("config key 'processes' above 1 needs 'clients_file' (their count)")
+    if processes > 1 and isinstance(data.get("listen"), dict) and "path" in data["listen"]:
+        raise ConfigError(
+            "config key 'processes' above 1 needs a TCP listener: Linux spreads connections"
+            " over the processes of a port (SO_REUSEPORT), not of a unix socket"
+        )
+    return processes, clients_file
 
 
 def parse_config(data: Any) -> Config:
@@ -192,6 +228,7 @@ def parse_config(data: Any) -> Config:
         isinstance(metrics_dir, str) and metrics_dir.startswith("/")
     ):
         raise ConfigError(f"config key 'metrics_dir' must be an absolute path, got {metrics_dir!r}")
+    processes, clients_file = _parse_processes(data)
     try:
         fleet = sidecar_fleet.parse_fleet(data["fleet"]) if "fleet" in data else None
         routes = sidecar_trends.parse_routes(data.get("sidecars", []))
@@ -205,6 +242,8 @@ def parse_config(data: Any) -> Config:
         routes=routes,
         show_query_strings=show_query_strings,
         metrics_dir=metrics_dir,
+        processes=processes,
+        clients_file=clients_file,
         **_parse_listen(data["listen"]),
         **{key: _positive(data, key) for key in _NUMERIC_KEYS},
     )
@@ -528,7 +567,8 @@ class Sidecar:
         # The last scoreboard read, for the Prometheus endpoint.
         self.snapshot: Scoreboard | None = None
         self.clients: set[_Client] = set()
-        self._handshakes = 0
+        # Every client takes a place here from before its handshake until it leaves.
+        self.cap = sidecar_clients.client_count(config.max_clients, config.clients_file)
         self.seq = 0
         self.latest: str | None = None
         self._latest_frame = b""
@@ -646,10 +686,16 @@ class Sidecar:
             log.warning("refused a WebSocket from origin %r (cross-site)", origin)
             self.metrics.refused_origin.inc()
             raise web.HTTPForbidden(text="cross-origin WebSocket refused\n")
-        # Refuse before the handshake; upgrades in progress count against the limit too.
-        if len(self.clients) + self._handshakes >= self.config.max_clients:
+        # Refuse before the handshake: upgrades in progress count against the cap too.
+        if self.cap.admit() is not None:
             self.metrics.refused_at_cap.inc()
             raise web.HTTPServiceUnavailable(text="too many dashboard clients\n")
+        try:
+            return await self._serve_client(request)
+        finally:
+            self.cap.release()
+
+    async def _serve_client(self, request: web.Request) -> web.WebSocketResponse:
         transport = request.transport
         if transport is None:
             raise web.HTTPBadRequest(text="connection already closed\n")
@@ -658,11 +704,7 @@ class Sidecar:
         ws = web.WebSocketResponse(
             heartbeat=self.config.heartbeat, compress=False, max_msg_size=4096
         )
-        self._handshakes += 1
-        try:
-            await ws.prepare(request)
-        finally:
-            self._handshakes -= 1
+        await ws.prepare(request)
         client = _Client(ws, transport, peer)
         self.clients.add(client)
         self.metrics.accepted.inc()
@@ -700,20 +742,30 @@ class Sidecar:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
+        self.cap.close()
 
 
 def build_app(config: Config, metrics_source: MetricsSource) -> web.Application:
     return Sidecar(config, metrics_source).app
 
 
-async def start_site(runner: web.AppRunner, config: Config) -> None:
+async def start_site(runner: web.AppRunner, config: Any) -> None:
+    """Listen where the config says. The processes of a sidecar of several
+    share its TCP port: each binds it with SO_REUSEPORT and the kernel spreads
+    new connections over them (only processes of the same user may join)."""
     if config.path is None:
-        await web.TCPSite(runner, config.host, config.port).start()
+        await web.TCPSite(
+            runner,
+            config.host,
+            config.port,
+            backlog=LISTEN_BACKLOG,
+            reuse_port=config.processes > 1 or None,
+        ).start()
         return
     with contextlib.suppress(FileNotFoundError):
         if stat.S_ISSOCK(os.lstat(config.path).st_mode):
             os.unlink(config.path)  # left behind by a previous daemon process
-    await web.UnixSite(runner, config.path).start()
+    await web.UnixSite(runner, config.path, backlog=LISTEN_BACKLOG).start()
     os.chmod(config.path, 0o660)
 
 

@@ -60,3 +60,17 @@ def test_ten_thousand_websockets_fit_under_the_open_files_limit() -> None:
 def test_load_beyond_mpm_event_is_refused() -> None:
     mpm = size(150, [20_000_000])
     assert "mpm_event allows 20000" in mpm["problem"]
+
+
+def test_a_sidecar_of_several_processes_needs_files_for_its_share() -> None:
+    one = sizing.mpm_sizing(150, [{"name": "s", "max_clients": 20000}])
+    two = sizing.mpm_sizing(150, [{"name": "s", "max_clients": 20000, "processes": 2}])
+    assert one["open_files"] == 20000 + sizing.FD_MARGIN  # over these hosts' 20,000
+    assert two["open_files"] == 11000 + sizing.FD_MARGIN  # half, and a tenth more
+    # Apache's side is the same: every WebSocket still holds a thread.
+    assert (one["children"], one["threads_per_child"]) == (two["children"], 500)
+
+
+@pytest.mark.parametrize(("cap", "processes", "share"), [(10, 1, 10), (10, 4, 3), (3, 8, 1)])
+def test_a_process_share_is_never_above_the_cap(cap: int, processes: int, share: int) -> None:
+    assert sizing.process_share(cap, processes) == share

@@ -27,7 +27,8 @@ ROLE_VARS = {
 
 def role_constants() -> dict[str, Any]:
     """The constants tasks/plan.yml hands the plan, read from that task."""
-    (task, _) = yaml.safe_load((ROLE / "tasks/plan.yml").read_text())
+    tasks = yaml.safe_load((ROLE / "tasks/plan.yml").read_text())
+    (task,) = [t for t in tasks if "__mod_wsgi_ws_sidecar_constants" in t.get("vars", {})]
     templated = dict(task["vars"]["__mod_wsgi_ws_sidecar_constants"])
     constants: dict[str, Any] = {}
     # What a play adds: its inventory's hosts.
@@ -35,6 +36,8 @@ def role_constants() -> dict[str, Any]:
     constants["inventory_hosts"] = ["web1", "redis1"]
     assert templated.pop("host_name") == "{{ inventory_hostname }}"
     constants["host_name"] = "web1"
+    assert templated.pop("host_cpus") == "{{ __mod_wsgi_ws_sidecar_nproc.stdout }}"
+    constants["host_cpus"] = "2"  # as nproc says it on the test machines
     for key, value in templated.items():
         variable = re.fullmatch(r"\{\{ (\S+) \}\}", value)
         # ansible_managed | comment, as Ansible's default renders it.
@@ -396,6 +399,23 @@ CASES = [
         {**PUSH_SECRETS, "redis_ca_file": "ca.pem", **sidecars(PUSH)},
         ["mod_wsgi_ws_sidecar_redis_ca_file", "ca.pem"],
     ),
+    ("zero-processes", sidecars({**SIDECAR, "processes": 0}), ["sidecars[0].processes", "0"]),
+    ("too-many-processes", sidecars({**SIDECAR, "processes": 33}), ["sidecars[0].processes"]),
+    (
+        "processes-of-a-script",
+        sidecars({**SIDECAR, "script": "/srv/echo.py", "processes": 2}),
+        ["sidecars[0].processes", "built-in sidecars", "/srv/echo.py"],
+    ),
+    (
+        "processes-on-a-unix-socket",
+        sidecars({**SIDECAR, "listener": "unix", "processes": 2}),
+        ["sidecars[0].processes", 'listener "tcp"', "SO_REUSEPORT"],
+    ),
+    (
+        "processes-in-express-mode",
+        {"mode": "express", **sidecars({**SIDECAR, "processes": 2})},
+        ["sidecars[0].processes", "mod_wsgi_ws_sidecar_mode=system"],
+    ),
 ]
 
 
@@ -416,7 +436,7 @@ def test_every_problem_is_found_at_once() -> None:
 def test_a_sidecar_gets_the_defaults_of_the_spec() -> None:
     given = {"name": "m", "mount": "/m/", "port": 9000}
     (sidecar,) = plan(**sidecars(given))["sidecars"]
-    derived = ("kind", "server_metrics", "max_clients", "allow_from", "socket")
+    derived = ("kind", "server_metrics", "max_clients", "allow_from", "socket", "processes")
     for field, default in SIDECAR_DEFAULTS.items():
         if field not in given and field not in derived:
             assert sidecar[field] == default, field
@@ -720,3 +740,52 @@ def test_redis_on_another_host_is_bound_to_its_address_beside_loopback() -> None
         "127.0.0.1 -::1 10.0.0.7",
         True,
     )
+
+
+@pytest.mark.parametrize(
+    ("item", "processes"),
+    [
+        ({}, 1),  # 500 clients: one process is plenty
+        ({"max_clients": 2501}, 2),
+        ({"max_clients": 20000}, 2),  # at most the host's 2 processors
+        ({"max_clients": 20000, "listener": "unix"}, 1),
+        ({"max_clients": 20000, "script": "/srv/echo.py"}, 1),
+        ({"max_clients": 20000, "processes": 1}, 1),
+        ({"max_clients": 100, "processes": 4}, 4),  # asked for: more than the cores
+    ],
+)
+def test_the_processes_of_a_sidecar_follow_its_clients_and_the_cores(
+    item: dict, processes: int
+) -> None:
+    (sidecar,) = plan(**sidecars({**SIDECAR, **item}))["sidecars"]
+    assert sidecar["processes"] == processes
+
+
+def test_express_mode_runs_one_process_of_each_sidecar() -> None:
+    (sidecar,) = plan(mode="express", **sidecars({**SIDECAR, "max_clients": 20000}))["sidecars"]
+    assert sidecar["processes"] == 1
+
+
+def test_a_sidecar_of_several_processes_shares_its_count_of_clients() -> None:
+    result = plan(capacity_websockets=20000)
+    assert result["problems"] == []
+    (sidecar,) = result["sidecars"]
+    assert sidecar["processes"] == 2
+    assert sidecar["settings"]["processes"] == 2
+    assert sidecar["settings"]["clients_file"] == (
+        "/run/mod_wsgi_ws_sidecar_metrics/metrics-sidecar.clients"
+    )
+    assert sidecar["settings"]["max_clients"] == 20000  # the cap of the sidecar as a whole
+    # Each process holds its share (and a margin): 20,000 clients fit these hosts' 20,000 files.
+    assert result["mpm"]["open_files"] == 11000 + 1024
+    assert result["host_checks"]["open_files"] == 11000 + 1024
+
+
+def test_a_push_sidecar_alone_of_several_processes_has_a_shared_directory() -> None:
+    alone = plan(**PUSH_SECRETS, **sidecars({**PUSH, "processes": 2}))
+    assert alone["problems"] == []
+    assert alone["metrics_dir"] == ""  # no dashboard reads counters
+    assert alone["shared_dir"] == "/run/mod_wsgi_ws_sidecar_metrics"
+    settings = alone["sidecars"][0]["settings"]
+    assert "metrics_dir" not in settings
+    assert settings["clients_file"] == "/run/mod_wsgi_ws_sidecar_metrics/push.clients"

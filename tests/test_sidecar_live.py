@@ -290,7 +290,7 @@ def test_plain_get_on_ws_route_is_rejected() -> None:
         async with serving(max_clients=1) as (sc, client):
             resp = await client.get("/ws")
             assert resp.status == 400
-            assert sc._handshakes == 0
+            assert sc.cap.mine == 0
             ws = await client.ws_connect("/ws")  # the failed attempt did not use up the slot
             await frame(ws)
 

@@ -37,6 +37,8 @@ SIDECARS: list[dict[str, Any]] = [
         "send_timeout": 1,
         "max_clients": 40,
     },
+    # Several processes, with their shared count of clients.
+    {"name": "wide", "mount": "/wide/", "port": 8771, "processes": 2},
     {
         "name": "echo",
         "mount": "/echo/",
@@ -75,6 +77,8 @@ USER_TYPES = {
 
 def check_types(settings: dict[str, Any]) -> None:
     expected = USER_TYPES if "prefix" in settings else BUILTIN_TYPES
+    if "processes" in settings:
+        expected = {**expected, "processes": int, "clients_file": str}
     assert {key: type(value) for key, value in settings.items()} == expected, settings
     listen = settings["listen"]
     if "path" in listen:
@@ -101,7 +105,8 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, An
     link.symlink_to(ROOT)
     # The role's templates, where a play outside the role looks for them.
     (work / "templates").symlink_to(ROLE / "templates")
-    plan_task = yaml.safe_load((ROLE / "tasks/plan.yml").read_text())[0]
+    # Counting the processors, and the plan.
+    plan_tasks = yaml.safe_load((ROLE / "tasks/plan.yml").read_text())[:2]
     play = [
         {
             "name": "Render the sidecars' settings as the role does",
@@ -112,7 +117,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, An
                 str(ROLE / "vars/main.yml"),
                 str(ROLE / "vars/Debian.yml"),
             ],
-            "tasks": [plan_task, settings_task()],
+            "tasks": [*plan_tasks, settings_task()],
         }
     ]
     (work / "play.yml").write_text(yaml.safe_dump(play))
@@ -151,7 +156,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, An
 
 
 def test_the_roles_task_writes_json_types_on_this_ansible_core(rendered) -> None:
-    assert set(rendered) == {"metrics-sidecar", "unix-dash", "echo"}
+    assert set(rendered) == {"metrics-sidecar", "unix-dash", "wide", "echo"}
     for settings in rendered.values():
         check_types(settings)
     assert rendered["metrics-sidecar"]["poll_interval"] == 1.0

@@ -60,6 +60,7 @@ SIDECAR_DEFAULTS: dict[str, Any] = {
     "history": 1000,
     "fleet": False,
     "show_query_strings": False,
+    "processes": None,
 }
 
 # The kinds of sidecar: the two built in, and a user's own script.
@@ -118,6 +119,13 @@ SHARED_DIRS = frozenset(
 HTTP_PORT = 80
 HTTPS_PORT = 443
 LOOPBACK = "127.0.0.1"
+# A built-in sidecar's processes by default: one per this many clients of its
+# max_clients, up to the host's cores. One process fans a tick out to 10,000
+# clients in about 0.3 s on these machines (docs/benchmarks.md), one core.
+CLIENTS_PER_PROCESS = 2500
+# The most processes of one sidecar (files/sidecar_clients.py: half its slots,
+# the rest for the processes of the Apache generation before, still ending).
+MAX_PROCESSES = 32
 
 
 def matches(pattern: re.Pattern[str], value: Any) -> bool:
@@ -260,6 +268,8 @@ class Plan:
             sidecar["max_clients"] = self.v["capacity_websockets"]
         if sidecar["allow_from"] is None:
             sidecar["allow_from"] = self.v["allow_from"]
+        if sidecar["processes"] is None:
+            sidecar["processes"] = self.default_processes(sidecar, builtin)
         sidecar.update(
             name=name,
             socket=socket,
@@ -273,6 +283,42 @@ class Plan:
             prefix=sidecar["mount"].rstrip("/") if isinstance(sidecar["mount"], str) else "",
         )
         return sidecar
+
+    def default_processes(self, sidecar: Mapping[str, Any], builtin: bool) -> int:
+        """Several processes share a TCP port (SO_REUSEPORT) in system mode; a unix
+        socket, a user's script and mod_wsgi-express's service scripts take one."""
+        cap = sidecar["max_clients"]
+        if not (builtin and sidecar["listener"] == "tcp" and self.v["mode"] == "system"):
+            return 1
+        if not whole(cap, 1):
+            return 1  # reported by check_sidecar
+        wanted = -(-cap // CLIENTS_PER_PROCESS)
+        return max(1, min(wanted, int(self.c["host_cpus"]), MAX_PROCESSES))
+
+    def check_processes(self, at: str, s: Mapping[str, Any]) -> None:
+        if not whole(s["processes"], 1) or s["processes"] > MAX_PROCESSES:
+            self.problem(
+                f"""{at}.processes must be null (sized from the host's cores) or a whole
+                number from 1 to {MAX_PROCESSES}; got {s["processes"]}."""
+            )
+        elif s["processes"] > 1 and not s["builtin"]:
+            self.problem(
+                f"""{at}.processes above 1 is for the built-in sidecars, which share their
+                port and their client cap across processes; your script "{s["script"]}"
+                would have to do both itself. Leave processes out (1)."""
+            )
+        elif s["processes"] > 1 and s["listener"] != "tcp":
+            self.problem(
+                f"""{at}.processes above 1 needs listener "tcp": Linux spreads the
+                connections of one TCP port over processes (SO_REUSEPORT) but not those of
+                a unix socket, which only one process can bind. Use a TCP port, or one
+                process."""
+            )
+        elif s["processes"] > 1 and self.v["mode"] == "express":
+            self.problem(
+                f"""{at}.processes above 1 needs mod_wsgi_ws_sidecar_mode=system:
+                mod_wsgi-express runs each service script in one process."""
+            )
 
     def check_sidecar(self, at: str, s: Mapping[str, Any], front_end_ports: list[int]) -> None:
         v = self.v
@@ -571,6 +617,11 @@ class Plan:
             )
 
 
+def shared_count(sidecar: Mapping[str, Any]) -> bool:
+    """Does the sidecar run as several processes, which share its client count?"""
+    return whole(sidecar["processes"], 2)
+
+
 def fleet_settings(redis: Mapping[str, Any], host: str) -> dict[str, Any]:
     """What a dashboard with `fleet` tells the other hosts, and where (the
     Redis password is added on the host, with_secrets)."""
@@ -783,6 +834,7 @@ def build_plan(variables: Mapping[str, Any], constants: Mapping[str, Any]) -> di
         front_end_ports.append(internal["port"])
     for sidecar in sidecars:
         plan.check_sidecar(f"{SIDECARS}[{sidecar['index']}]", sidecar, front_end_ports)
+        plan.check_processes(f"{SIDECARS}[{sidecar['index']}]", sidecar)
     plan.check_collisions(sidecars)
     push = [s for s in sidecars if s["kind"] == PUSH]
     for sidecar in push:
@@ -794,7 +846,9 @@ def build_plan(variables: Mapping[str, Any], constants: Mapping[str, Any]) -> di
     venv = plan.venv()
     plan.check_python(venv, sidecars)
 
-    counts_ok = whole(v["capacity_http"], 1) and all(whole(s["max_clients"], 1) for s in sidecars)
+    counts_ok = whole(v["capacity_http"], 1) and all(
+        whole(s["max_clients"], 1) and whole(s["processes"], 1) for s in sidecars
+    )
     mpm = mpm_sizing(v["capacity_http"] if counts_ok else 1, sidecars if counts_ok else [])
     if counts_ok:
         plan.check_sizing(mpm)
@@ -803,11 +857,19 @@ def build_plan(variables: Mapping[str, Any], constants: Mapping[str, Any]) -> di
     metrics_dir = (
         c["metrics_dir"] if any(s["kind"] == METRICS and s["builtin"] for s in sidecars) else ""
     )
+    # The directory the built-in sidecars share: the counters above, and the
+    # client counts of sidecars of several processes.
+    shared_dir = c["metrics_dir"] if metrics_dir or any(shared_count(s) for s in sidecars) else ""
     # From checked fields only: a problem already stops the run.
     routes = websocket_routes(sidecars) if counts_ok and not plan.problems else []
     for sidecar in sidecars:
         sidecar["pool"] = mpm["pools"].get(sidecar["name"], 1)
         sidecar["settings"] = settings(sidecar, redis, fleet, routes, metrics_dir)
+        if shared_count(sidecar):
+            sidecar["settings"].update(
+                processes=sidecar["processes"],
+                clients_file=f"{c['metrics_dir']}/{sidecar['name']}.clients",
+            )
 
     app_file = v["app_script"] or f"{c['lib_dir']}/demo_app.wsgi"
     # With a push channel, the application imports its publisher from the lib directory.
@@ -822,6 +884,7 @@ def build_plan(variables: Mapping[str, Any], constants: Mapping[str, Any]) -> di
         "unix_sidecars": unix,
         "push_sidecars": push,
         "metrics_dir": metrics_dir,
+        "shared_dir": shared_dir,
         "redis": redis,
         "app_python_path": app_python_path,
         "tcp_ports": [s["port"] for s in sidecars if s["listener"] == "tcp"],

@@ -12,6 +12,11 @@ evenly over the children (a burst lands on one), and a child whose pool is
 full answers 503 even when the others have room. A child whose threads are all
 busy stops accepting, so a child full of tunnels simply leaves new connections
 to the others.
+
+A sidecar of several processes holds a descriptor per client in the process
+the kernel gave the connection to (SO_REUSEPORT spreads them by a hash of
+the addresses, nearly but not exactly evenly): the open-files limit, the same
+for every process Apache starts, covers each process's share and a margin.
 """
 
 from __future__ import annotations
@@ -37,16 +42,20 @@ SERVER_LIMIT_MAX = 20000
 FD_MARGIN = 1024
 # Never below what Debian's apachectl would set.
 FD_MIN = 8192
+# A process of a sidecar of several may get this much more than an even share.
+SPREAD = 1.1
 
 
 def mpm_sizing(http: int, sidecars: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The mpm_event settings, per-child pools and open-files limit for a load.
 
-    http: peak concurrent HTTP requests; sidecars: items with `name` and
-    `max_clients` (that sidecar's peak WebSocket clients). `problem` is empty
-    when Apache can honour the load, else it says why not.
+    http: peak concurrent HTTP requests; sidecars: items with `name`,
+    `max_clients` (that sidecar's peak WebSocket clients) and `processes`
+    (1 when left out). `problem` is empty when Apache can honour the load,
+    else it says why not.
     """
     caps = {str(s["name"]): int(s["max_clients"]) for s in sidecars}
+    shares = [process_share(int(s["max_clients"]), int(s.get("processes", 1))) for s in sidecars]
     websockets = sum(caps.values())
     workers = http + math.ceil(websockets * HEADROOM)
     threads = min(MAX_THREADS_PER_CHILD, max(MIN_THREADS_PER_CHILD, -(-workers // MIN_CHILDREN)))
@@ -64,8 +73,13 @@ def mpm_sizing(http: int, sidecars: Sequence[Mapping[str, Any]]) -> dict[str, An
         "server_limit": server_limit,
         "max_request_workers": children * threads,
         "pools": {name: min(cap, threads) for name, cap in caps.items()},
-        "open_files": max(
-            FD_MIN, max(caps.values(), default=0) + FD_MARGIN, 2 * threads + FD_MARGIN
-        ),
+        "open_files": max(FD_MIN, max(shares, default=0) + FD_MARGIN, 2 * threads + FD_MARGIN),
         "problem": problem,
     }
+
+
+def process_share(max_clients: int, processes: int) -> int:
+    """The clients one process of a sidecar may hold: all of them with one process."""
+    if processes <= 1:
+        return max_clients
+    return min(max_clients, math.ceil(max_clients * SPREAD / processes))
