@@ -18,6 +18,7 @@ from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.modules.host_facts i
     describe,
     open_files_limit,
     python_version,
+    task_limit,
 )
 from test_plan import plan
 
@@ -44,6 +45,7 @@ def facts(looked: dict[str, Any], **seen: Any) -> dict[str, Any]:
         "bind_error": "",
         "holders": {str(port): [] for port in looked["ports"]},
         "open_files_limit": "1048576",
+        "task_limit": "4194304",
         "python_versions": {},
         **seen,
     }
@@ -251,3 +253,27 @@ def test_open_files_limit_reads_the_hard_limit(tmp_path: Path) -> None:
 def test_python_version_of_this_interpreter_and_of_nothing(tmp_path: Path) -> None:
     assert python_version(sys.executable) == "{}.{}".format(*sys.version_info[:2])
     assert python_version(str(tmp_path / "none")) is None
+
+
+@pytest.mark.parametrize(
+    ("capacity", "limit", "refused"),
+    [(20000, "32768", False), (24000, "32768", True), (24000, "4194304", False)],
+)
+def test_the_threads_the_load_needs_against_the_kernels_pid_limit(
+    capacity: int, limit: str, refused: bool
+) -> None:
+    # These hosts' kernel.pid_max is 32768: 20,000 WebSockets (25,500 threads) fit, 24,000 not.
+    looked = look(capacity_websockets=capacity)
+    problems = judge(looked, task_limit=limit)["problems"]
+    assert bool(problems) == refused, problems
+    if refused:
+        assert f"needs {looked['threads']} Apache worker threads" in problems[0]
+        assert f"allows {limit} processes and threads" in problems[0]
+
+
+def test_task_limit_reads_the_lower_kernel_limit(tmp_path: Path) -> None:
+    (tmp_path / "pid_max").write_text("32768\n")
+    (tmp_path / "threads-max").write_text("192735\n")
+    assert task_limit(str(tmp_path)) == "32768"
+    assert task_limit(str(tmp_path / "missing")) == "unlimited"
+    assert int(task_limit()) > 0

@@ -12,6 +12,9 @@ from typing import Any
 
 DEBIAN_PYTHON = "/usr/bin/python3"
 SIDECARS = "mod_wsgi_ws_sidecar_sidecars"
+# PIDs left for everything on the host but Apache's worker threads (its
+# daemon processes, the sidecars' and the system's own).
+TASK_MARGIN = 4096
 
 
 def what_to_look_at(
@@ -21,6 +24,7 @@ def what_to_look_at(
     internal: Mapping[str, Any],
     venv: str,
     open_files: int,
+    threads: int,
 ) -> dict[str, Any]:
     """The inputs of host_facts and of the rules, from the variables."""
     tls_files = (
@@ -53,6 +57,7 @@ def what_to_look_at(
         "scripts": scripts,
         "sidecar_ports": ports,
         "open_files": open_files,
+        "threads": threads,
         "venv": venv,
         "venv_python": v["venv_python"],
         "pip_ca_bundle": v["pip_ca_bundle"],
@@ -131,6 +136,16 @@ def host_plan(
             " more processes (their processes share the clients), lower the sidecars'"
             " max_clients (mod_wsgi_ws_sidecar_capacity_websockets) or raise the host's"
             " limit."
+        )
+    tasks = facts.get("task_limit", "unlimited")
+    if tasks != "unlimited" and int(tasks) < look["threads"] + TASK_MARGIN:
+        problems.append(
+            f"The planned load needs {look['threads']} Apache worker threads (one per"
+            f" WebSocket and HTTP request, all started up front), and every thread takes a"
+            f" PID, but this host's kernel allows {tasks} processes and threads in all"
+            f" (kernel.pid_max, kernel.threads-max) and keeps {TASK_MARGIN} for everything"
+            " else. Lower mod_wsgi_ws_sidecar_capacity_websockets or the sidecars'"
+            " max_clients, or raise kernel.pid_max on the host."
         )
     use_pypi = False
     if look["venv"]:

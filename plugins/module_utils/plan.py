@@ -925,5 +925,6 @@ def build_plan(variables: Mapping[str, Any], constants: Mapping[str, Any]) -> di
             internal,
             venv,
             mpm["open_files"],
+            mpm["max_request_workers"],
         ),
     }

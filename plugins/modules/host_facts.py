@@ -66,6 +66,13 @@ open_files_limit:
     string), which services get at most.
   type: str
   returned: always
+task_limit:
+  description: >-
+    How many processes and threads the host's kernel allows at once, all
+    users together: the lower of kernel.pid_max and kernel.threads-max (a
+    number as a string, or "unlimited" when neither can be read).
+  type: str
+  returned: always
 python_versions:
   description: Interpreter -> "major.minor", for those that are executable.
   type: dict
@@ -114,6 +121,19 @@ def open_files_limit(limits: str = "/proc/1/limits") -> str:
     return found.group(1) if found else "unlimited"
 
 
+def task_limit(proc_sys: str = "/proc/sys/kernel") -> str:
+    """Every thread takes a PID: Apache's thousands of threads count against
+    the lower of the two kernel limits."""
+    found = []
+    for name in ("pid_max", "threads-max"):
+        try:
+            with open(f"{proc_sys}/{name}", encoding="ascii") as stream:
+                found.append(int(stream.read().strip()))
+        except (OSError, ValueError):
+            continue
+    return str(min(found)) if found else "unlimited"
+
+
 def python_version(interpreter: str) -> str | None:
     if not (os.path.isfile(interpreter) and os.access(interpreter, os.X_OK)):
         return None
@@ -149,6 +169,7 @@ def main() -> None:
         bind_error=bind_error(params["bind"]),
         holders=holders(params["ports"]),
         open_files_limit=open_files_limit(),
+        task_limit=task_limit(),
         python_versions=versions,
     )
 
