@@ -318,11 +318,17 @@ def memory(idle: ps.Groups, now: ps.Groups, held: int) -> dict[str, Any]:
 
 
 def tick_shares(ticks: dict[str, int], connected: int) -> list[float]:
-    """Share of the connected clients that got each tick; a seq never seen counts as 0."""
+    """Share of the connected clients that got each tick; a seq never seen counts as 0.
+
+    Only the ticks wholly inside the window count: the processes of a sidecar
+    of several send the same tick half an interval apart (by its stamp), so an
+    edge of the window may fall between them and split the first or last tick.
+    """
     counts: dict[Any, int] = dict(ticks)
     if counts and all(key.isdigit() for key in counts):
         seqs = sorted(int(key) for key in counts)
-        counts = {seq: ticks.get(str(seq), 0) for seq in range(seqs[0], seqs[-1] + 1)}
+        inner = range(seqs[0] + 1, seqs[-1]) if len(seqs) > 2 else range(seqs[0], seqs[-1] + 1)
+        counts = {seq: ticks.get(str(seq), 0) for seq in inner}
     return [round(n / connected, 4) for n in counts.values()] if connected else []
 
 

@@ -65,7 +65,10 @@ the configured capacity) and closes everything. How to read the tables:
   every (client, tick) delivery of the ticks taken during a ~6 s window; late deliveries
   are waited for (up to 15 s). (a)'s frames have no timestamp of their own, so its delay
   is measured from the scoreboard's `current_time`, read just before the frame is built.
-- **Clients reached per tick** is the worst tick's share of the held clients that got it.
+- **Clients reached per tick** is the worst tick's share of the held clients that got it,
+  over the ticks wholly inside the window: a sidecar of several processes sends each tick
+  from each process half an interval apart, so the window's first and last tick may be
+  split by its edges and are left out.
 - **HTTP** is `GET /` of the WSGI demo app through Apache in every configuration,
   sequential, each on a new connection with a 5 s timeout; failures are counted, and when
   more than 1% fail the p99 is the timeout.

@@ -14,10 +14,10 @@ cd "${PROJECT_ROOT}"
 
 NAME=mws-bench
 IMAGE=mod-wsgi-ws-sidecar/debian:bookworm
-SIZES=${BENCH_SIZES:-1000 10000}
+SIZES=${BENCH_SIZES:-1000 10000 20000}
 KEEP=${BENCH_KEEP:-0}
 # Wall-clock bounds: the driver inside the container, and the deployment.
-DRIVER_TIMEOUT=${BENCH_TIMEOUT:-1800}
+DRIVER_TIMEOUT=${BENCH_TIMEOUT:-2700}
 DEPLOY_TIMEOUT=900
 RESULTS=bench/results/latest.json
 

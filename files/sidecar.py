@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import hmac
 import json
 import logging
@@ -58,6 +59,8 @@ SOCKET_CHECK_INTERVAL = 1.0
 # Apache sets this header on every request it proxies to the sidecar, to the
 # sidecar's secret: a local user who reaches the listener directly lacks it.
 SECRET_HEADER = "X-Sidecar-Secret"
+# Clients written to between two turns of the event loop in a broadcast.
+BROADCAST_BATCH = 500
 # What the dashboard's page sends once connected, for the history frame.
 HISTORY_REQUEST = '{"type":"history"}'
 # Connections the kernel queues for the listener before it accepts them
@@ -367,7 +370,13 @@ SERVER_KEYS = (
 
 def normalise_status(raw: object) -> str:
     """Map a scoreboard status (mod_status code or spelled-out word) to a state name."""
-    text = str(raw).strip() if raw is not None else ""
+    return _normalise_text(str(raw).strip() if raw is not None else "")
+
+
+# Every slot of the scoreboard is normalised every tick, and a few statuses
+# repeat over thousands of slots: each distinct one is worked out once.
+@functools.lru_cache(maxsize=256)
+def _normalise_text(text: str) -> str:
     key = text.upper() if len(text) == 1 else "".join(c for c in text.lower() if c not in " _-")
     return _LOOKUP.get(key, "unknown")
 
@@ -582,9 +591,10 @@ class Sidecar:
         self.app.on_shutdown.append(self._abort_clients)
         self.app.on_cleanup.append(self._stop_ticks)
 
-    def take_snapshot(self) -> str:
-        """Read the scoreboard once and return the frame text; never raises."""
-        self.seq += 1
+    def take_snapshot(self, seq: int | None = None) -> str:
+        """Read the scoreboard once and return the frame text (numbered `seq`,
+        else the next number); never raises."""
+        self.seq = self.seq + 1 if seq is None else seq
         try:
             snapshot = self.snapshot = self._source()
             # Taken after the read (10-40 ms on a large scoreboard), so clients that
@@ -615,28 +625,45 @@ class Sidecar:
         self._problem = problem
 
     async def run_ticks(self) -> None:
-        loop = asyncio.get_running_loop()
+        """Tick once an interval, numbered by the multiples of the interval on
+        the wall clock, so a page that reconnects to another process of the
+        sidecar sees the same numbers. The processes of a sidecar of several
+        take turns within each interval (the one in slot k of n ticks k/n of
+        an interval after the multiple): their bursts of reading and sending
+        do not fall on the same moment. A tick that overruns into the next
+        one's moment runs that one late rather than drop it; one that
+        overruns further skips the ticks it missed instead of bursting."""
         interval = self.config.poll_interval
-        deadline = loop.time()
+        phase = (self.cap.slot % self.config.processes) / self.config.processes
+        # The first at once (a page opened now gets a frame now), numbered as
+        # the last one due.
+        tick = math.floor(self._clock() / interval - phase)
         while True:
             started = time.monotonic()
-            self.take_snapshot()
+            self.take_snapshot(seq=tick)
             if self.clients:
-                self.broadcast(self._latest_frame)
+                await self.broadcast(self._latest_frame)
                 self.metrics.fanout.observe(time.monotonic() - started)
-            # Fixed cadence: the next deadline follows the previous one, not the end of the work;
-            # if we fell behind, skip the missed ticks instead of bursting.
-            deadline += interval
-            now = loop.time()
-            if now > deadline:
-                deadline += math.ceil((now - deadline) / interval) * interval
-            await asyncio.sleep(deadline - now)
+            wall = self._clock()
+            due = math.floor(wall / interval - phase)
+            if due > tick:  # overran: the latest tick due runs now
+                tick = due
+                await asyncio.sleep(0)
+            else:
+                tick += 1
+                await asyncio.sleep((tick + phase) * interval - wall)
 
-    def broadcast(self, frame: bytes) -> None:
-        """Queue one frame on every client's socket, waiting on none of them."""
-        now = time.monotonic()
-        for client in list(self.clients):
-            self.send(client, frame, now)
+    async def broadcast(self, frame: bytes) -> None:
+        """Queue one frame on every client's socket, waiting on none of them;
+        between batches the loop runs, so that refusals and handshakes do not
+        wait behind thousands of writes."""
+        clients = list(self.clients)
+        for start in range(0, len(clients), BROADCAST_BATCH):
+            if start:
+                await asyncio.sleep(0)
+            now = time.monotonic()
+            for client in clients[start : start + BROADCAST_BATCH]:
+                self.send(client, frame, now)
 
     def send(self, client: _Client, frame: bytes, now: float) -> None:
         """Queue a frame; a failing, slow or backed-up client is dropped. Never raises."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import mmap
 import os
 import resource
@@ -43,6 +44,18 @@ FILE_SIZE = _HEADER + _ALL.size
 # the counter files, Redis, logs, Python's own.
 FD_RESERVE = 256
 
+log = logging.getLogger("sidecar")
+
+
+def _out_of_room(mine: int, warned: bool) -> bool:
+    """Says once that this process refuses clients for want of descriptors."""
+    if not warned:
+        log.warning(
+            "refusing clients: this process holds %d, as many as its open-files limit allows",
+            mine,
+        )
+    return True
+
 
 def fd_room(reserve: int = FD_RESERVE) -> int:
     """How many clients this process can hold a descriptor for."""
@@ -55,14 +68,18 @@ def fd_room(reserve: int = FD_RESERVE) -> int:
 class LocalCount:
     """The cap of a sidecar of one process: a count in memory."""
 
+    slot = 0  # the only process
+
     def __init__(self, max_clients: int, room: int | None = None) -> None:
         self.max_clients = max_clients
         self.room = fd_room() if room is None else room
         self.mine = 0
+        self.warned = False
 
     def admit(self) -> str | None:
         """Take a place, or say why not ("cap" or "files")."""
         if self.mine >= self.room:
+            self.warned = _out_of_room(self.mine, self.warned)
             return "files"
         if self.mine >= self.max_clients:
             return "cap"
@@ -83,6 +100,8 @@ class SharedCount:
         self.max_clients = max_clients
         self.room = fd_room() if room is None else room
         self.mine = 0
+        self.warned = False
+        self._closed = False
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             if os.fstat(self._fd).st_size < FILE_SIZE:
@@ -141,6 +160,7 @@ class SharedCount:
     def admit(self) -> str | None:
         """Take a place, or say why not ("cap" or "files")."""
         if self.mine >= self.room:
+            self.warned = _out_of_room(self.mine, self.warned)
             return "files"
         with self._locked():
             if self.total() >= self.max_clients:
@@ -152,12 +172,17 @@ class SharedCount:
         return None
 
     def release(self) -> None:
+        if self._closed:  # a handler ending after the app's cleanup
+            return
         with self._locked():
             self.mine -= 1
             _SLOT.pack_into(self._map, self._offset(self.slot), self.mine)
 
     def close(self) -> None:
         """Give the slot back (a process that ends gives it back anyway)."""
+        if self._closed:
+            return
+        self._closed = True
         with contextlib.suppress(OSError, ValueError):
             with self._locked():
                 _SLOT.pack_into(self._map, self._offset(self.slot), 0)

@@ -9,6 +9,7 @@ sidecar is counted as well as the built-in ones. Pure: no I/O, no clock.
 
 from __future__ import annotations
 
+import functools
 import math
 import posixpath
 from collections import deque
@@ -77,6 +78,13 @@ def redact_query(request: str) -> str:
     return request[:start] + REDACTED + ("" if end < 0 else request[end:])
 
 
+# A busy scoreboard repeats a few request lines and virtual hosts thousands
+# of times (every WebSocket's worker shows the same "GET /metrics/ws"): each
+# distinct one is parsed once, not once per worker per tick.
+_SEEN_STRINGS = 4096
+
+
+@functools.lru_cache(maxsize=_SEEN_STRINGS)
 def request_path(request: str) -> str:
     """The path of a scoreboard request line ("GET /push/ws HTTP/1.1") as
     Apache matches it to a location: percent-decoded, dot segments resolved
@@ -91,6 +99,7 @@ def request_path(request: str) -> str:
     return "/" + posixpath.normpath(path).lstrip("/")
 
 
+@functools.lru_cache(maxsize=_SEEN_STRINGS)
 def vhost_name(vhost: str) -> str:
     """A scoreboard vhost ("name:port") without its port, in lower case."""
     return vhost.lower().rsplit(":", 1)[0]
@@ -108,9 +117,13 @@ def route_of(worker: Mapping[str, Any], routes: Sequence[Route]) -> Route | None
 def websockets_by_sidecar(
     workers: Iterable[Mapping[str, Any]], routes: Sequence[Route]
 ) -> dict[str, int]:
+    return _count_held([route_of(w, routes) for w in workers], routes)
+
+
+def _count_held(held: Iterable[Route | None], routes: Sequence[Route]) -> dict[str, int]:
+    """WebSockets per sidecar, from each worker's route (None: not one)."""
     counts = dict.fromkeys((r.name for r in routes), 0)
-    for worker in workers:
-        route = route_of(worker, routes)
+    for route in held:
         if route is not None:
             counts[route.name] += 1
     return counts
@@ -185,7 +198,9 @@ class Trends:
                 if delta > 0 and slot_vhosts[key]:
                     served[slot_vhosts[key]] = served.get(slot_vhosts[key], 0) + delta
         self._previous = _Reading(now, accesses, sent, slots)
-        open_now = websockets_by_sidecar(workers, self.routes)
+        # Each worker's sidecar, worked out once for both counts below.
+        held = [route_of(w, self.routes) for w in workers]
+        open_now = _count_held(held, self.routes)
         sidecars = [
             {
                 "name": r.name,
@@ -195,7 +210,7 @@ class Trends:
             }
             for r in self.routes
         ]
-        vhosts = self._vhosts(workers, served, now - before.time if before else 0.0)
+        vhosts = self._vhosts(workers, held, served, now - before.time if before else 0.0)
         self.points.append(
             [round(now, 3), summary["busy"], rps, bps, [s["websockets"] for s in sidecars]]
         )
@@ -207,19 +222,23 @@ class Trends:
         }
 
     def _vhosts(
-        self, workers: Sequence[Mapping[str, Any]], served: Mapping[str, int], seconds: float
+        self,
+        workers: Sequence[Mapping[str, Any]],
+        held: Sequence[Route | None],
+        served: Mapping[str, int],
+        seconds: float,
     ) -> list[dict[str, Any]]:
         rows: dict[str, dict[str, Any]] = {}
 
         def row(vhost: str) -> dict[str, Any]:
             return rows.setdefault(vhost, {"vhost": vhost, "busy": 0, "websockets": 0, "rps": 0.0})
 
-        for worker in workers:
+        for worker, route in zip(workers, held, strict=True):
             vhost = str(worker.get("vhost") or "")
             if not vhost or worker.get("state") in ("starting", "idle_kill", "unknown"):
                 continue
             row(vhost)["busy"] += 1
-            if route_of(worker, self.routes) is not None:
+            if route is not None:
                 row(vhost)["websockets"] += 1
         for vhost, count in served.items():
             if seconds > 0:

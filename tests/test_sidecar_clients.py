@@ -41,9 +41,26 @@ def test_one_process_admits_up_to_its_cap_and_takes_releases_back() -> None:
     assert count.admit() == "cap"
 
 
-def test_a_process_refuses_the_clients_it_has_no_descriptor_for() -> None:
-    count = LocalCount(100, room=2)
-    assert [count.admit() for _ in range(3)] == [None, None, "files"]
+def test_a_process_refuses_the_clients_it_has_no_descriptor_for(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    for count in (LocalCount(100, room=2), SharedCount(str(tmp_path / "c"), 100, room=2)):
+        assert [count.admit() for _ in range(4)] == [None, None, "files", "files"]
+        count.close()
+    # Said once per process, not once per refused client.
+    said = [r.message for r in caplog.records if "open-files limit" in r.message]
+    assert (
+        said
+        == ["refusing clients: this process holds 2, as many as its open-files limit allows"] * 2
+    )
+
+
+def test_a_release_after_close_is_ignored(tmp_path: Path) -> None:
+    count = SharedCount(str(tmp_path / "c"), 5, room=100)
+    assert count.admit() is None
+    count.close()
+    count.release()  # a handler that ends after the app's cleanup
+    count.close()
 
 
 def test_the_room_is_the_open_files_limit_less_a_reserve() -> None:
@@ -243,6 +260,27 @@ def test_two_dashboard_processes_share_a_port_and_one_cap(tmp_path: Path) -> Non
         sock, status = open_ws(port)
         sock.close()
         assert status == 101
+
+
+def test_the_processes_take_turns_within_each_interval_numbered_alike(tmp_path: Path) -> None:
+    interval = 0.2  # as dashboards() configures them
+    with dashboards(tmp_path, processes=2, max_clients=100) as port:
+        answers = [open_ws(port) for _ in range(30)]
+        try:
+            assert {status for _, status in answers} == {101}
+            phases = set()
+            for sock, _ in answers:
+                wsclient.read_message(sock)  # the latest, sent on connect
+                for _ in range(2):
+                    frame = json.loads(wsclient.read_message(sock)[1])
+                    # Numbered by the interval it falls in, half an interval apart.
+                    offset = frame["time"] - frame["seq"] * interval
+                    assert -0.01 < offset < interval, frame
+                    phases.add("second half" if offset >= interval / 2 else "first half")
+        finally:
+            for sock, _ in answers:
+                sock.close()
+        assert phases == {"first half", "second half"}, phases
 
 
 @pytest.mark.parametrize(

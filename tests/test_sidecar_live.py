@@ -164,7 +164,7 @@ def test_a_page_gets_the_last_ticks_when_it_asks_with_query_strings_hidden() -> 
 
     async def first_frames(**config: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         async with serving(lambda: scoreboard, routes=(route,), **config) as (sc, client):
-            await wait_until(lambda: sc.seq >= 3)
+            await wait_until(lambda: len(sc.trends.points) >= 3)
             ws = await client.ws_connect("/ws")
             snapshot = await frame(ws)
             # Only a client that asks (the page) gets the history, and only once.
@@ -202,8 +202,26 @@ def test_snapshot_sent_on_connect_then_every_tick() -> None:
             assert first["workers"][0]["request"] == "GET /metrics/ws HTTP/1.1"
             assert abs(first["time"] - time.time()) < 5
             second = await frame(ws, timeout=1.5)
-            assert second["seq"] == first["seq"] + 1
-            assert 0.3 < second["time"] - first["time"] < 0.7
+            third = await frame(ws, timeout=1.5)
+            assert [second["seq"], third["seq"]] == [first["seq"] + 1, first["seq"] + 2]
+            assert 0.3 < third["time"] - second["time"] < 0.7
+            await ws.close()
+
+    run(scenario())
+
+
+def test_ticks_fall_on_the_multiples_of_the_interval_and_are_numbered_by_them() -> None:
+    # So the processes of one sidecar number their ticks alike (tests of
+    # two processes taking turns: tests/test_sidecar_clients.py).
+    async def scenario() -> None:
+        async with serving(poll_interval=0.25) as (_, client):
+            ws = await client.ws_connect("/ws")
+            await frame(ws)  # the first comes at once, wherever the clock is
+            frames = [await frame(ws) for _ in range(4)]
+            for f in frames:
+                # Read just after its moment (asyncio's clock is not the wall clock: 10 ms).
+                assert -0.01 < f["time"] - f["seq"] * 0.25 < 0.1, f
+            assert [f["seq"] for f in frames] == list(range(frames[0]["seq"], frames[0]["seq"] + 4))
             await ws.close()
 
     run(scenario())
@@ -224,6 +242,31 @@ def test_ticks_keep_a_fixed_cadence() -> None:
             assert 0.75 < span < 1.1, span
             first_seq = frames[0]["seq"]
             assert [f["seq"] for f in frames] == list(range(first_seq, first_seq + 10))
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(("stall", "step"), [(0.3, 1), (0.5, 2)])
+def test_a_tick_that_overruns_runs_the_next_late_or_skips_what_it_missed(
+    stall: float, step: int
+) -> None:
+    # Interval 0.2 s; one reading takes `stall`: 1.5 intervals and the tick
+    # it overran runs at once, late; 2.5 and the one it overran is skipped
+    # (only the latest due runs: no burst).
+    calls = itertools.count()
+
+    def stalling_source() -> dict[str, Any]:
+        if next(calls) == 4:
+            time.sleep(stall)
+        return SYNTHETIC
+
+    async def scenario() -> None:
+        async with serving(stalling_source, poll_interval=0.2) as (_, client):
+            ws = await client.ws_connect("/ws")
+            frames = [f for _, f in await collect(ws, 2.0)]
+            steps = [b["seq"] - a["seq"] for a, b in itertools.pairwise(frames)]
+            # Never two frames numbered alike, never a number going back.
+            assert step in steps and set(steps) <= {1, step}, steps
 
     run(scenario())
 
