@@ -131,7 +131,7 @@ def host_plan(
     if limit != "unlimited" and int(limit) < look["open_files"]:
         problems.append(
             f"The planned load needs {look['open_files']} open files per Apache process (a"
-            " sidecar process holds one per client, an Apache child two per WebSocket), but"
+            " sidecar process holds one per client, an Apache child three per WebSocket), but"
             f" this host's services may have at most {limit}. Give the built-in sidecars"
             " more processes (their processes share the clients), lower the sidecars'"
             " max_clients (mod_wsgi_ws_sidecar_capacity_websockets) or raise the host's"

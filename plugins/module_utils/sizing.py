@@ -42,6 +42,9 @@ SERVER_LIMIT_MAX = 20000
 FD_MARGIN = 1024
 # Never below what Debian's apachectl would set.
 FD_MIN = 8192
+# What a tunnelled WebSocket holds in its Apache child: the client's socket,
+# the sidecar's, and the tunnel's own poll set (an epoll descriptor; measured).
+FDS_PER_TUNNEL = 3
 # A process of a sidecar of several may get this much more than an even share.
 SPREAD = 1.1
 
@@ -73,7 +76,9 @@ def mpm_sizing(http: int, sidecars: Sequence[Mapping[str, Any]]) -> dict[str, An
         "server_limit": server_limit,
         "max_request_workers": children * threads,
         "pools": {name: min(cap, threads) for name, cap in caps.items()},
-        "open_files": max(FD_MIN, max(shares, default=0) + FD_MARGIN, 2 * threads + FD_MARGIN),
+        "open_files": max(
+            FD_MIN, max(shares, default=0) + FD_MARGIN, FDS_PER_TUNNEL * threads + FD_MARGIN
+        ),
         "problem": problem,
     }
 
