@@ -624,6 +624,81 @@ def bounds(data: dict[str, Any]) -> list[str]:
     return [*lines, ""] if lines else ["- Every configuration held every client.", ""]
 
 
+def cpu_of(step: dict[str, Any] | None, phase: str, group: str) -> float | None:
+    """% of one core a group used in a phase of a step ("client": the load client)."""
+    cpu = dig(step, "cpu", phase)
+    if cpu is None:
+        return None
+    return cpu["client_pct_core"] if group == "client" else cpu["server_pct_core"].get(group)
+
+
+def obstacles(data: dict[str, Any], timeout_ms: float) -> list[str]:
+    """What the JSON shows standing in the way of the targets (b) missed."""
+    configs = by_key(data)
+    role, nginx, direct = (configs.get(k) for k in ("role", "nginx", "direct"))
+    largest = max(data["sizes"])
+    b, c = step_of(role, TARGET_N), step_of(nginx, TARGET_N)
+    lines = []
+    if b and c:
+        b_parts = [cpu_of(b, "fanout", g) for g in ("sidecar", "apache", "client")]
+        c_parts = [cpu_of(c, "fanout", g) for g in ("sidecar", "nginx", "client")]
+        if None not in b_parts + c_parts:
+            lines.append(
+                f"- **Fan-out through Apache against nginx** ({TARGET_N:,} clients): every tick"
+                " is a burst shared by the sidecar, the front end relaying each frame and the"
+                " load client reading it, all on the same two cores. Over the fan-out window"
+                f" (% of one core): (b) sidecar {b_parts[0]:.0f}, Apache {b_parts[1]:.0f},"
+                f" load client {b_parts[2]:.0f}, {sum(b_parts):.0f} in all; (c) sidecar"
+                f" {c_parts[0]:.0f}, nginx {c_parts[1]:.0f}, load client {c_parts[2]:.0f},"
+                f" {sum(c_parts):.0f} in all. Apache wakes one thread per WebSocket for every"
+                " frame; and (b)'s frames are"
+                f" {num(b['fanout']['bytes_per_client_tick'])} bytes against"
+                f" {num(c['fanout']['bytes_per_client_tick'])}, since the dashboard shows"
+                " Apache's busy workers and through Apache every WebSocket is one. What would"
+                " move it: fewer bytes a tick, or a front end that relays without a thread"
+                " per WebSocket."
+            )
+    top = step_of(role, largest)
+    if top and largest != TARGET_N:
+        lines.append(
+            f"- **{largest:,} clients**: the container was"
+            f" {num(dig(top, 'cpu', 'fanout', 'container_busy_pct'))}% busy over the fan-out"
+            f" window (of all cores), the load client alone"
+            f" {num(cpu_of(top, 'fanout', 'client'))}% of one core; a sidecar process whose"
+            " tick overruns the next one's moment by a whole interval skips a tick, which is"
+            " what a worst tick below 100% means. The bare sidecar ((d)) at the same size:"
+            f" {num(dig(step_of(direct, largest), 'fanout', 'delay', 'p99_ms'))} ms."
+        )
+    if b:
+        lines.append(
+            f"- **Memory**: {num(b['memory']['per_websocket_kb']['apache'], 1)} KB per"
+            f" WebSocket in Apache and {num(b['memory']['per_websocket_kb']['sidecar'], 1)}"
+            " KB in the sidecar at"
+            f" {TARGET_N:,}. About 56 KB of Apache's is its memory pools for the tunnel (seven"
+            " blocks of 8 KiB), which no setting changes: [memory.md](memory.md) has the"
+            " breakdown and every setting tried. Through nginx the front end costs"
+            f" {num(dig(c, 'memory', 'per_websocket_kb', 'nginx'), 1)} KB."
+        )
+        lines.append(
+            f"- **The WSGI app while {TARGET_N:,} are held**: its requests wait for the cores"
+            " during each tick's burst; the container was"
+            f" {num(dig(b, 'cpu', 'http', 'container_busy_pct'))}% busy while they were"
+            " sampled. nginx in front, with no tunnel thread per WebSocket, shows it too"
+            f" ({num(http_p99(dig(c, 'http'), timeout_ms), 1)} ms held)."
+        )
+    over, floor = dig(role, "overload"), dig(direct, "overload")
+    if over and floor:
+        lines.append(
+            "- **Refusals at twice the capacity** wait for the same cores while the held"
+            " clients keep getting their ticks: the container was"
+            f" {num(dig(over, 'cpu', 'container_busy_pct'))}% busy. With no front end at"
+            f" all ((d)), {floor['refused_within_1s']:,} of {floor['attempted']:,} were refused"
+            " within 1 s. (c)'s overload is not at twice its capacity: the sidecar it fronts"
+            f" admits {largest:,}, so most of its attempts got in."
+        )
+    return [*lines, ""]
+
+
 def render_markdown(data: dict[str, Any], png_name: str, timeout_ms: float) -> str:
     configs = by_key(data)
     out = [
@@ -635,7 +710,7 @@ def render_markdown(data: dict[str, Any], png_name: str, timeout_ms: float) -> s
         "## How to run",
         "",
         "```sh",
-        "bench/run.sh                          # sizes 1000 and 10000, 10 to 15 minutes",
+        "bench/run.sh                          # sizes 1000, 10000 and 20000, about 16 minutes",
         'BENCH_SIZES="100 300" bench/run.sh    # a quick check of the whole pipeline',
         "```",
         "",
@@ -648,6 +723,9 @@ def render_markdown(data: dict[str, Any], png_name: str, timeout_ms: float) -> s
         "## Targets (configuration (b), the role)",
         "",
         *table(["target", "verdict", "measured"], targets(data, timeout_ms)),
+        "## What stands in the way",
+        "",
+        *obstacles(data, timeout_ms),
         "## Headline",
         "",
         *headline(data, timeout_ms),
@@ -676,7 +754,7 @@ def render_markdown(data: dict[str, Any], png_name: str, timeout_ms: float) -> s
         out += [f"## Holding {size:,} clients", "", *side_by_side(steps, step_rows(timeout_ms))]
     overloads = {key: dig(configs.get(key), "overload") for key in ORDER}
     out += [
-        f"## Overload: {max(data['sizes']):,} more attempts while holding {max(data['sizes']):,}",
+        "## Overload: as many more attempts as the largest size held",
         "",
         *side_by_side(overloads, overload_rows(timeout_ms)),
     ]
