@@ -139,3 +139,24 @@ def test_log_excerpt_starts_at_the_last_line_naming_the_sidecar(tmp_path: Path) 
         "RuntimeError: boom",
     ]
     assert "cannot read" in waiting.log_excerpt(str(tmp_path / "absent.log"), ["echo"])
+
+
+THREAD_LINE = (
+    "[Sun Dec 06 07:58:02.424522 2026] [mpm_event:alert] [pid 21970:tid 21970] (11)Resource"
+    " temporarily unavailable: AH00480: ap_thread_create: unable to create worker thread\n"
+)
+
+
+def test_thread_failures_are_read_from_where_the_run_began(tmp_path: Path) -> None:
+    log = tmp_path / "error.log"
+    log.write_text("an old failure\n" + THREAD_LINE)
+    before = log.stat().st_size
+    assert waiting.thread_failures(str(log), before) == []  # an earlier run's
+    with log.open("a") as out:
+        out.write("[...] AH00489: Apache configured -- resuming normal operations\n")
+        out.write(THREAD_LINE * 2)
+    assert waiting.thread_failures(str(log), before) == [THREAD_LINE.rstrip()] * 2
+    # Rotated since (shorter than where it stood): all of it is this run's.
+    log.write_text(THREAD_LINE)
+    assert len(waiting.thread_failures(str(log), before)) == 1
+    assert waiting.thread_failures(str(tmp_path / "missing.log"), 0) == []

@@ -42,6 +42,9 @@ options:
     type: list
     elements: str
     default: []
+  error_log:
+    description: Apache's error log, whose size to read.
+    type: path
 author: mod_wsgi_ws_sidecar maintainers
 """
 
@@ -65,6 +68,12 @@ open_files_limit:
     The hard open-files limit of PID 1 ("unlimited" or a number as a
     string), which services get at most.
   type: str
+  returned: always
+error_log_size:
+  description: >-
+    Bytes in I(error_log) now (0 when it does not exist yet): the readiness
+    wait reads what Apache logs after it.
+  type: int
   returned: always
 task_limit:
   description: >-
@@ -134,6 +143,13 @@ def task_limit(proc_sys: str = "/proc/sys/kernel") -> str:
     return str(min(found)) if found else "unlimited"
 
 
+def file_size(path: str | None) -> int:
+    try:
+        return os.path.getsize(path) if path else 0
+    except OSError:
+        return 0
+
+
 def python_version(interpreter: str) -> str | None:
     if not (os.path.isfile(interpreter) and os.access(interpreter, os.X_OK)):
         return None
@@ -154,6 +170,7 @@ def main() -> None:
             "bind": {"type": "str", "default": ""},
             "ports": {"type": "list", "elements": "int", "default": []},
             "interpreters": {"type": "list", "elements": "str", "default": []},
+            "error_log": {"type": "path", "default": None},
         },
         supports_check_mode=True,
     )
@@ -170,6 +187,7 @@ def main() -> None:
         holders=holders(params["ports"]),
         open_files_limit=open_files_limit(),
         task_limit=task_limit(),
+        error_log_size=file_size(params["error_log"]),
         python_versions=versions,
     )
 

@@ -20,6 +20,9 @@ description:
     504), and Apache answers at the application's mount below 500.
   - Fails naming each sidecar that is not serving when the time is up, with
     the last lines of Apache's error log that mention it.
+  - Fails too when Apache logged, after I(error_log_offset), that it could not
+    start a worker thread (AH00480): the site answers, but with fewer threads
+    than the planned load needs, so WebSockets past them would hang.
   - Reads only; never reports a change.
 options:
   sidecars:
@@ -49,6 +52,10 @@ options:
     description: Apache's error log, quoted from when a sidecar does not serve.
     type: path
     required: true
+  error_log_offset:
+    description: Where the error log stood before this run (bytes); what follows is this run's.
+    type: int
+    default: 0
 author: mod_wsgi_ws_sidecar maintainers
 """
 
@@ -60,6 +67,8 @@ waited:
 """
 
 GATEWAY_ERRORS = {502, 503, 504}
+# mpm_event's "ap_thread_create: unable to create worker thread".
+THREAD_FAILURE = "AH00480"
 PROBE_TIMEOUT = 3.0
 
 
@@ -162,6 +171,19 @@ def log_excerpt(path: str, names: list, lines: int = 30) -> str:
     return "".join(tail[max(0, start) :][:lines]).rstrip()
 
 
+def thread_failures(path: str, offset: int) -> list[str]:
+    """Apache's lines since OFFSET saying a worker thread could not be
+    started (the whole log when it is shorter than OFFSET: rotated)."""
+    try:
+        with open(path, "rb") as log:
+            log.seek(0, 2)
+            log.seek(offset if 0 <= offset <= log.tell() else 0)
+            text = log.read().decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if THREAD_FAILURE in line]
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -170,6 +192,7 @@ def main() -> None:
             "timeout": {"type": "float", "default": 60},
             "settle": {"type": "float", "default": 0},
             "error_log": {"type": "path", "required": True},
+            "error_log_offset": {"type": "int", "default": 0},
         },
         supports_check_mode=True,
     )
@@ -188,6 +211,21 @@ def main() -> None:
                 + log_excerpt(module.params["error_log"], names)
             ),
             problems=problems,
+        )
+    failures = thread_failures(params["error_log"], params["error_log_offset"])
+    if failures:
+        module.fail_json(
+            msg=(
+                f"Apache logged {len(failures)} time(s) that it could not start a worker"
+                " thread (AH00480): the host lets it have fewer processes and threads than the"
+                " planned load needs (each thread takes a PID: kernel.pid_max of the host,"
+                " which a container's own value may hide, kernel.threads-max, or the"
+                " service's LimitNPROC), and WebSockets past the threads it has would hang."
+                " Lower mod_wsgi_ws_sidecar_capacity_websockets or the sidecars' max_clients,"
+                f" or raise the host's limit. First of them in {params['error_log']}:\n"
+                + failures[0]
+            ),
+            thread_failures=len(failures),
         )
     module.exit_json(changed=False, waited=round(time.monotonic() - started, 2))
 
