@@ -47,16 +47,6 @@ FD_RESERVE = 256
 log = logging.getLogger("sidecar")
 
 
-def _out_of_room(mine: int, warned: bool) -> bool:
-    """Says once that this process refuses clients for want of descriptors."""
-    if not warned:
-        log.warning(
-            "refusing clients: this process holds %d, as many as its open-files limit allows",
-            mine,
-        )
-    return True
-
-
 def fd_room(reserve: int = FD_RESERVE) -> int:
     """How many clients this process can hold a descriptor for."""
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -79,12 +69,21 @@ class LocalCount:
     def admit(self) -> str | None:
         """Take a place, or say why not ("cap" or "files")."""
         if self.mine >= self.room:
-            self.warned = _out_of_room(self.mine, self.warned)
+            if not self.warned:  # once, not once per refused client
+                log.warning(
+                    "refusing clients: this process holds %d, as many as its open-files"
+                    " limit allows",
+                    self.mine,
+                )
+                self.warned = True
             return "files"
+        return None if self._take() else "cap"
+
+    def _take(self) -> bool:
         if self.mine >= self.max_clients:
-            return "cap"
+            return False
         self.mine += 1
-        return None
+        return True
 
     def release(self) -> None:
         self.mine -= 1
@@ -93,14 +92,11 @@ class LocalCount:
         pass
 
 
-class SharedCount:
+class SharedCount(LocalCount):
     """The cap of a sidecar of several processes, kept in the file `path`."""
 
     def __init__(self, path: str, max_clients: int, room: int | None = None) -> None:
-        self.max_clients = max_clients
-        self.room = fd_room() if room is None else room
-        self.mine = 0
-        self.warned = False
+        super().__init__(max_clients, room)
         self._closed = False
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
@@ -157,19 +153,15 @@ class SharedCount:
         """Clients of every process of the sidecar."""
         return sum(_ALL.unpack_from(self._map, _HEADER))
 
-    def admit(self) -> str | None:
-        """Take a place, or say why not ("cap" or "files")."""
-        if self.mine >= self.room:
-            self.warned = _out_of_room(self.mine, self.warned)
-            return "files"
+    def _take(self) -> bool:
         with self._locked():
             if self.total() >= self.max_clients:
                 self._reap(skip=self.slot)
                 if self.total() >= self.max_clients:
-                    return "cap"
+                    return False
             self.mine += 1
             _SLOT.pack_into(self._map, self._offset(self.slot), self.mine)
-        return None
+        return True
 
     def release(self) -> None:
         if self._closed:  # a handler ending after the app's cleanup
