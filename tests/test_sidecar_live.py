@@ -219,8 +219,9 @@ def test_ticks_fall_on_the_multiples_of_the_interval_and_are_numbered_by_them() 
             await frame(ws)  # the first comes at once, wherever the clock is
             frames = [await frame(ws) for _ in range(4)]
             for f in frames:
-                # Read just after its moment (asyncio's clock is not the wall clock: 10 ms).
-                assert -0.01 < f["time"] - f["seq"] * 0.25 < 0.1, f
+                # Read within the interval it is numbered by (late under load; a
+                # hair early too: asyncio's clock is not the wall clock).
+                assert -0.01 < f["time"] - f["seq"] * 0.25 < 0.25, f
             assert [f["seq"] for f in frames] == list(range(frames[0]["seq"], frames[0]["seq"] + 4))
             await ws.close()
 
@@ -246,11 +247,11 @@ def test_ticks_keep_a_fixed_cadence() -> None:
     run(scenario())
 
 
-@pytest.mark.parametrize(("stall", "step"), [(0.3, 1), (0.5, 2)])
+@pytest.mark.parametrize(("stall", "step"), [(0.6, 1), (1.0, 2)])
 def test_a_tick_that_overruns_runs_the_next_late_or_skips_what_it_missed(
     stall: float, step: int
 ) -> None:
-    # Interval 0.2 s; one reading takes `stall`: 1.5 intervals and the tick
+    # Interval 0.4 s; one reading takes `stall`: 1.5 intervals and the tick
     # it overran runs at once, late; 2.5 and the one it overran is skipped
     # (only the latest due runs: no burst).
     calls = itertools.count()
@@ -261,9 +262,9 @@ def test_a_tick_that_overruns_runs_the_next_late_or_skips_what_it_missed(
         return SYNTHETIC
 
     async def scenario() -> None:
-        async with serving(stalling_source, poll_interval=0.2) as (_, client):
+        async with serving(stalling_source, poll_interval=0.4) as (_, client):
             ws = await client.ws_connect("/ws")
-            frames = [f for _, f in await collect(ws, 2.0)]
+            frames = [f for _, f in await collect(ws, 4.0)]
             steps = [b["seq"] - a["seq"] for a, b in itertools.pairwise(frames)]
             # Never two frames numbered alike, never a number going back.
             assert step in steps and set(steps) <= {1, step}, steps
