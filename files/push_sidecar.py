@@ -638,6 +638,10 @@ class PushSidecar:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
                     await self.on_message(client, msg.data)
+        except ConnectionResetError:
+            # Dropped (or gone) while aiohttp answered one of its pings: logged
+            # once by drop(), not as a failed request with a traceback.
+            pass
         finally:
             self.forget(client)
         return ws

@@ -746,6 +746,10 @@ class Sidecar:
                 if not history_sent and msg.type == WSMsgType.TEXT and msg.data == HISTORY_REQUEST:
                     self.send(client, text_frame(encode(self.trends.history())), time.monotonic())
                     history_sent = True
+        except ConnectionResetError:
+            # Dropped (or gone) while aiohttp answered one of its pings: logged
+            # once by drop(), not as a failed request with a traceback.
+            pass
         finally:
             self.clients.discard(client)
         return ws
