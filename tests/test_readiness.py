@@ -21,10 +21,19 @@ import wait_for_sidecars as waiting  # noqa: E402
 
 
 class Front(http.server.BaseHTTPRequestHandler):
-    """Answers every GET with the server's current `status` attribute."""
+    """Answers every GET with the server's `status` attribute, or when that is
+    a function, with what it gives for the request's number (from 1): a test
+    then changes the answer after so many polls, whatever the threads' pace.
+    The paths asked for are kept in `paths`."""
 
     def do_GET(self) -> None:
-        self.send_response(self.server.status)  # type: ignore[attr-defined]
+        server = self.server
+        with server.lock:  # type: ignore[attr-defined]
+            server.paths.append(self.path)  # type: ignore[attr-defined]
+            status = server.status  # type: ignore[attr-defined]
+            if callable(status):
+                status = status(len(server.paths))  # type: ignore[attr-defined]
+        self.send_response(status)
         self.send_header("Content-Length", "0")
         self.end_headers()
 
@@ -36,6 +45,8 @@ class Front(http.server.BaseHTTPRequestHandler):
 def front() -> Iterator[http.server.ThreadingHTTPServer]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Front)
     server.status = 200  # type: ignore[attr-defined]
+    server.paths = []  # type: ignore[attr-defined]
+    server.lock = threading.Lock()  # type: ignore[attr-defined]
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server
     server.shutdown()
@@ -68,9 +79,8 @@ def checks(front, listener_port: int, path: str = "/metrics/") -> tuple[list, di
 
 def test_all_serving_ends_the_wait_at_once(front, listener) -> None:
     sidecars, app = checks(front, listener.getsockname()[1])
-    started = time.monotonic()
     assert waiting.wait(sidecars, app, timeout=5) == {}
-    assert time.monotonic() - started < 1
+    assert front.paths == ["/metrics/", "/"]  # one poll: the sidecar's path and the app's
 
 
 def test_access_refused_by_apache_still_counts_as_serving(front, listener) -> None:
@@ -97,32 +107,44 @@ def test_a_closed_listener_names_the_sidecar(front) -> None:
 
 
 def test_waits_for_a_sidecar_that_comes_up_late(front) -> None:
-    with socket.create_server(("127.0.0.1", 0)) as sock:
-        port = sock.getsockname()[1]
-    late: list[socket.socket] = []
-    timer = threading.Timer(0.6, lambda: late.append(socket.create_server(("127.0.0.1", port))))
-    timer.start()
-    try:
-        sidecars, app = checks(front, port)
-        started = time.monotonic()
-        assert waiting.wait(sidecars, app, timeout=5, interval=0.1) == {}
-        assert 0.5 < time.monotonic() - started < 3
-    finally:
-        timer.join()
-        for sock in late:
-            sock.close()
+    # Bound but not listening, it refuses connections until the fifth poll
+    # (counted by the app's GETs, the one request of a poll while the sidecar
+    # refuses) makes it listen.
+    with socket.socket() as late:
+        late.bind(("127.0.0.1", 0))
+
+        def status(request: int) -> int:
+            if request == 5:
+                late.listen()
+            return 200
+
+        front.status = status
+        sidecars, app = checks(front, late.getsockname()[1])
+        assert waiting.wait(sidecars, app, timeout=30, interval=0.1) == {}
+    # Five polls waited through, and it ended at the first that found it up.
+    assert front.paths == ["/"] * 5 + ["/metrics/", "/"]
 
 
 def test_settle_outlasts_an_old_process_that_goes_away(front, listener) -> None:
-    # Serving at first (the old process), then a gap: the wait must not end
-    # before SETTLE seconds of uninterrupted serving.
-    front.status = 200
-    threading.Timer(0.3, lambda: setattr(front, "status", 503)).start()
-    threading.Timer(0.9, lambda: setattr(front, "status", 200)).start()
+    # Serving for three polls (the old process), then a gap of six, counted in
+    # requests (two a poll): the wait must not end before SETTLE seconds of
+    # uninterrupted serving from the first answer after the gap.
+    back: list[float] = []
+
+    def status(request: int) -> int:
+        if request <= 6:
+            return 200
+        if request <= 18:
+            return 503
+        if not back:
+            back.append(time.monotonic())
+        return 200
+
+    front.status = status
     sidecars, app = checks(front, listener.getsockname()[1])
-    started = time.monotonic()
-    assert waiting.wait(sidecars, app, timeout=5, settle=1.0, interval=0.1) == {}
-    assert time.monotonic() - started >= 1.8
+    assert waiting.wait(sidecars, app, timeout=30, settle=1.0, interval=0.1) == {}
+    assert back, "the wait ended before the gap"
+    assert time.monotonic() - back[0] >= 1.0
 
 
 def test_log_excerpt_starts_at_the_last_line_naming_the_sidecar(tmp_path: Path) -> None:

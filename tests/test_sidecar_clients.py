@@ -264,23 +264,34 @@ def test_two_dashboard_processes_share_a_port_and_one_cap(tmp_path: Path) -> Non
 
 def test_the_processes_take_turns_within_each_interval_numbered_alike(tmp_path: Path) -> None:
     interval = 0.2  # as dashboards() configures them
+    ticks = 8  # read from each client
     with dashboards(tmp_path, processes=2, max_clients=100) as port:
-        answers = [open_ws(port) for _ in range(30)]
+        clients_file = str(tmp_path / "dash.clients")
+        opened: list[socket.socket] = []
         try:
-            assert {status for _, status in answers} == {101}
+            # A socket is one process's: open them until each process holds one.
+            while sum(map(bool, sidecar_clients.slot_counts(clients_file))) < 2:
+                assert len(opened) < 64, "the kernel gave every client to one process"
+                sock, status = open_ws(port)
+                opened.append(sock)
+                assert status == 101
             phases = set()
-            for sock, _ in answers:
+            for sock in opened:
                 wsclient.read_message(sock)  # the latest, sent on connect
-                for _ in range(2):
+                # Each frame's own time (when its process ticked, however late it is
+                # read) less the start of the interval its number names.
+                offsets = []
+                for _ in range(ticks):
                     frame = json.loads(wsclient.read_message(sock)[1])
-                    # Numbered by the interval it falls in, half an interval apart.
-                    offset = frame["time"] - frame["seq"] * interval
-                    assert -0.01 < offset < interval, frame
-                    # Which of the two moments it is nearest (a tick half an
-                    # interval late is read at 0.0999 s as often as at 0.1001 s).
-                    phases.add(min((0.0, interval / 2), key=lambda moment: abs(offset - moment)))
+                    offsets.append(frame["time"] - frame["seq"] * interval)
+                # A tick is never early, but a busy machine runs any one of them late
+                # (0.25 s has been seen): the most punctual of several is the process's
+                # moment, within the interval numbered, and 0.1 s from the other's.
+                best = min(offsets)
+                assert -0.01 < best < interval, offsets
+                phases.add(min((0.0, interval / 2), key=lambda moment: abs(best - moment)))
         finally:
-            for sock, _ in answers:
+            for sock in opened:
                 sock.close()
         assert phases == {0.0, interval / 2}, phases
 
