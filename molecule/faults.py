@@ -89,13 +89,17 @@ def rss_kb(pid: int) -> int | None:
     return None
 
 
-def ws_open(path: str, rcvbuf: int | None = None, timeout: float = 3.0) -> socket.socket:
+def ws_open(
+    path: str, rcvbuf: int | None = None, mss: int | None = None, timeout: float = 3.0
+) -> socket.socket:
     """A WebSocket through Apache on 127.0.0.1:80, past its 101 answer and not a
     byte further (frames after the handshake stay in the socket)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # Both before connect: they shape the window offered to Apache from the start.
     if rcvbuf:
-        # Before connect, so the window offered to Apache is small from the start.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    if mss:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, mss)
     sock.settimeout(timeout)
     sock.connect(("127.0.0.1", 80))
     answer = wsclient.handshake(sock, path)  # reads the head only, frames stay
@@ -229,6 +233,12 @@ DRAIN_DEADLINE = 30.0
 # and, once the window closed, one staller in five was sent nothing when it
 # read again but Apache's zero-window probes, backing off to 12 s and more.
 STALLER_RCVBUF = 16384
+# The segment size a staller announces, well below its buffer: Linux opens a
+# closed window again only by whole segments of the size it receives, so with
+# loopback's 64 KB segments a staller that reads after a long stall may tell
+# Apache nothing, and wait for Apache's zero-window probe, whose interval
+# doubles while the window stays shut (a drain of 13.5 s was seen).
+STALLER_MSS = 4096
 # The stallers flood until the sidecar has dropped every one of them (its
 # warnings in the error log), for at most this long from the start of the
 # hold: a sidecar slowed by the machine's other work takes longer to fill the
@@ -238,6 +248,11 @@ FLOOD_DEADLINE = 90.0
 # way there and back holds at the kernel's largest sizes (tcp_wmem's and
 # tcp_rmem's maxima, 4 MB and 32 MB on these hosts: about 110 MB).
 FLOOD_BYTES = 256 << 20
+# At most this many bytes a second each, above what the sidecar reads (about
+# 1.5 MB/s a staller with five): once the sidecar has dropped a staller,
+# Apache reads and discards its pings while it closes the connection, as
+# fast as loopback goes, until the test sees the last drop.
+FLOOD_RATE = 8 << 20
 
 
 class LogTail:
@@ -315,7 +330,9 @@ def stall(args) -> dict:
     # reuse: only connections made from here on must be gone at the end.
     held_before = {line.split()[-1] for line in connections(args.listen)}
     reader = ws_open(args.ws_path, timeout=args.hold + 10)
-    stallers = [ws_open(args.ws_path, rcvbuf=args.rcvbuf) for _ in range(args.stallers)]
+    stallers = [
+        ws_open(args.ws_path, rcvbuf=args.rcvbuf, mss=args.mss) for _ in range(args.stallers)
+    ]
     batch = ping_frames(500)
     flooding = {sock: {"sent": 0, "end": None} for sock in stallers}
     for sock in stallers:
@@ -339,7 +356,10 @@ def stall(args) -> dict:
         # Once all are dropped, none floods on: Apache would read and discard
         # the pings of a dropped one while it closes, at loopback's speed.
         flood = args.flood and len(drops) < args.stallers
-        writers = [s for s, f in flooding.items() if flood and f["end"] is None]
+        allowed = args.flood_rate * (now - started + 1)  # a second's worth at once
+        writers = [
+            s for s, f in flooding.items() if flood and f["end"] is None and f["sent"] < allowed
+        ]
         readable, writable, _ = select.select([reader], writers, [], 0.1)
         for sock in writable:
             state = flooding[sock]
@@ -603,9 +623,11 @@ def main() -> int:
     parser.add_argument("--min-period", type=float, default=0.0)
     parser.add_argument("--stallers", type=int, default=5)
     parser.add_argument("--rcvbuf", type=int, default=STALLER_RCVBUF)
+    parser.add_argument("--mss", type=int, default=STALLER_MSS)
     parser.add_argument("--flood", type=int, default=1, help="0: stallers send nothing")
     parser.add_argument("--flood-bytes", type=int, default=FLOOD_BYTES)
     parser.add_argument("--flood-deadline", type=float, default=FLOOD_DEADLINE)
+    parser.add_argument("--flood-rate", type=int, default=FLOOD_RATE, help="bytes/s each")
     parser.add_argument("--hold", type=float, default=25.0)
     parser.add_argument("--settle", type=float, default=3.0)
     args = parser.parse_args()
