@@ -22,6 +22,7 @@ URL = "http://127.0.0.1/metrics/"
 # JavaScript read in the page; ids are the dashboard's own.
 LIVE = "document.getElementById('state').className === 'live'"
 SEQ = "Number(document.getElementById('updated').dataset.seq || 0)"
+TIME = "Number(document.getElementById('updated').dataset.time || 0)"
 REQUESTS = "[...document.querySelectorAll('#workers td.request')].map((td) => td.textContent)"
 READ_PAGE = """(() => {
   const text = (id) => document.getElementById(id).textContent;
@@ -52,6 +53,13 @@ def open_live(timeout: float = 15) -> list[dict]:
     ]
 
 
+def mark(name: str) -> dict:
+    """Step: the page's clock now (epoch seconds) kept as window[name], for later
+    waits to compare with: no earlier than the step before began (Date.now()
+    drops the sub-milliseconds, the +1 ms makes up for them)."""
+    return {"do": "eval", "expr": f"window.{name} = (Date.now() + 1) / 1000"}
+
+
 def seconds(uptime: str) -> int:
     match = UPTIME.match(uptime)
     assert match, uptime
@@ -67,12 +75,18 @@ def test_page_shows_live_data_and_keeps_updating(host, probe):
         [
             *open_live(),
             # The first frame predates the page's connection; the next shows it.
-            {"do": "wait", "expr": own_socket, "timeout": 5},
-            {"do": "eval", "expr": READ_PAGE},
-            {"do": "sleep", "seconds": 3},
+            {"do": "wait", "expr": own_socket, "timeout": 30},
+            {"do": "eval", "expr": f"window.before = {READ_PAGE}"},
+            # Two more frames, of data two seconds later: after a late tick the
+            # next comes at once, so two frames alone may be a second apart.
+            {
+                "do": "wait",
+                "expr": f"{SEQ} >= before.seq + 2 && {TIME} >= before.time + 2",
+                "timeout": 30,
+            },
             # Rates need two frames with counters that did not go back (a child
             # process that ends takes its counters with it): "-" until then.
-            {"do": "wait", "expr": RATES_SHOWN, "timeout": 5},
+            {"do": "wait", "expr": RATES_SHOWN, "timeout": 30},
             {"do": "eval", "expr": READ_PAGE},
         ],
     )
@@ -93,7 +107,7 @@ def test_page_shows_live_data_and_keeps_updating(host, probe):
     # Same server as a plain WebSocket client sees.
     frame = probe.ws("/metrics/ws")["frames"][0]["data"]
     assert after["generation"] == str(frame["server"]["running_generation"])
-    # Still updating three seconds later: new frames, later data, the rates computed.
+    # Still updating: new frames, later data, the rates computed.
     assert after["seq"] >= before["seq"] + 2, (before["seq"], after["seq"])
     assert after["time"] > before["time"]
     assert after["updated"] != before["updated"]
@@ -250,6 +264,10 @@ SIDECAR = "metrics-sidecar"
 CHART_KEYS = ["busy", "rps", "bps", f"ws:{SIDECAR}"]
 
 
+# The time of the newest point drawn (`points`: see READ_CHARTS).
+LAST_POINT = "(points.length ? points[points.length - 1].t : 0)"
+
+
 def histories(count: int) -> str:
     return f"Number(document.getElementById('charts').dataset.histories || 0) >= {count}"
 
@@ -259,8 +277,9 @@ def test_charts_show_the_last_minutes_as_soon_as_the_page_opens(host):
         host,
         [
             *open_live(),
-            # The history comes with the first frames: no waiting for ticks.
-            {"do": "wait", "expr": HISTORY_DRAWN, "timeout": 3},
+            # A hang guard only: that the history, not ticks, drew the charts is
+            # shown by their points from before the page existed (below).
+            {"do": "wait", "expr": HISTORY_DRAWN, "timeout": 30},
             {"do": "eval", "expr": READ_CHARTS},
         ],
     )
@@ -350,16 +369,19 @@ def test_page_reconnects_by_itself_after_apache(host, action):
             {"do": "eval", "expr": watch},
             {"do": "eval", "expr": READ_PAGE},
             {"do": "run", "argv": ["systemctl", action, "apache2"], "timeout": 90},
+            mark("commandDone"),
             {"do": "wait", "expr": back, "timeout": 30},
-            {"do": "sleep", "seconds": 1.5},
+            # A frame taken after the command, however long the first ticks take.
+            {"do": "wait", "expr": f"{LIVE} && {TIME} > commandDone", "timeout": 30},
             {"do": "eval", "expr": f"[window.marker, states, {READ_PAGE}]"},
         ],
     )
     steps = report["steps"]
-    before, command, back_again = steps[3]["value"], steps[4], steps[5]
+    before, command, back_again = steps[3]["value"], steps[4], steps[6]
     assert command["rc"] == 0, command
-    assert back_again["ok"], f"not live again 30 s after the {action}: {steps[6:]}"
-    marker, states, after = steps[7]["value"]
+    assert back_again["ok"], f"not live again 30 s after the {action}: {steps[7:]}"
+    assert steps[7]["ok"], f"no frame taken after the {action}: {steps[7:]}"
+    marker, states, after = steps[8]["value"]
     assert marker == "same document"  # never reloaded
     down = [s for s in states if s["cls"] != "live"]
     assert down and down[0]["at"] >= command["started"], states
@@ -389,6 +411,21 @@ def test_page_reconnects_by_itself_after_apache(host, action):
     assert reconnect < 15, states
 
 
+# The page's silence (seconds since its last frame, its own `since`) at the
+# moment it first says the feed is stale: an observer runs right after the
+# watchdog's tick, before anything else moves `since`.
+WATCH_SILENCE = """(() => {
+  window.silentWhenStale = null;
+  const state = document.getElementById('state');
+  new MutationObserver(() => {
+    if (silentWhenStale === null && state.textContent.startsWith('stale')) {
+      silentWhenStale = (Date.now() - since) / 1000;
+    }
+  }).observe(state, {childList: true, characterData: true, subtree: true});
+  return true;
+})()"""
+
+
 def test_page_does_not_pass_a_frozen_feed_off_as_live(host):
     # The sidecar's daemon process, stopped: its sockets stay open, its frames stop.
     pid = host.check_output("pgrep -f '^.wsgi:metrics-sid'").split()[0]
@@ -398,26 +435,39 @@ def test_page_does_not_pass_a_frozen_feed_off_as_live(host):
             host,
             [
                 *open_live(),
+                {"do": "eval", "expr": WATCH_SILENCE},
                 {"do": "run", "argv": ["kill", "-STOP", pid], "timeout": 5},
-                {"do": "wait", "expr": stale, "timeout": 12},
-                {"do": "eval", "expr": READ_PAGE},
+                # A hang guard: how long the page took is its own figure, silentWhenStale.
+                {"do": "wait", "expr": stale, "timeout": 30},
+                {"do": "eval", "expr": f"[{READ_PAGE}, silentWhenStale]"},
                 {"do": "run", "argv": ["kill", "-CONT", pid], "timeout": 5},
-                {"do": "wait", "expr": f"{LIVE} && {SEQ} > 0", "timeout": 30},
+                mark("resumedAt"),
+                {"do": "wait", "expr": f"{LIVE} && {TIME} > resumedAt", "timeout": 30},
                 {"do": "eval", "expr": READ_PAGE},
             ],
         )
     finally:
         host.run("kill -CONT %s", pid)
     steps = report["steps"]
-    assert steps[2]["rc"] == 0, steps[2]
-    assert steps[3]["ok"], f"still shown as live with the feed frozen: {steps[3]}"
-    # Told within the page's limit (5 s of silence) and its 1 s watchdog tick.
-    assert steps[3]["elapsed"] < 8, steps[3]
-    frozen, resumed = steps[4]["value"], steps[7]["value"]
+    assert steps[3]["rc"] == 0, steps[3]
+    assert steps[4]["ok"], f"still shown as live with the feed frozen: {steps[4]}"
+    frozen, silent = steps[5]["value"]
+    # Told within the page's limit (5 s of silence) and its 1 s watchdog tick,
+    # by the page's own clock: from its last frame to its saying so.
+    assert silent is not None and silent < 8, silent
+    resumed = steps[9]["value"]
     assert frozen["state_class"] == "down", frozen
-    assert steps[6]["ok"], f"not live again after the sidecar resumed: {steps[6]}"
-    assert resumed["time"] > steps[5]["at"]  # a frame taken after the resume
-    print(json.dumps({"stale_after_s": steps[3]["elapsed"], "live_again_s": steps[6]["elapsed"]}))
+    assert steps[8]["ok"], f"not live again after the sidecar resumed: {steps[8]}"
+    assert resumed["time"] > steps[6]["at"]  # a frame taken after the resume
+    print(
+        json.dumps(
+            {
+                "stale_after_s": silent,
+                "stale_seen_after_stop_s": steps[4]["elapsed"],
+                "live_again_s": steps[8]["elapsed"],
+            }
+        )
+    )
 
 
 # A reconnect to the same sidecar (frozen until the page gives it up, then
@@ -431,7 +481,7 @@ def test_a_reconnect_merges_the_history_with_the_older_points(host, cause):
         stale = f"!({LIVE}) && document.getElementById('state').textContent.startsWith('stale')"
         cut = [
             {"do": "run", "argv": ["kill", "-STOP", pid], "timeout": 5},
-            {"do": "wait", "expr": stale, "timeout": 12},
+            {"do": "wait", "expr": stale, "timeout": 30},
             {"do": "run", "argv": ["kill", "-CONT", pid], "timeout": 5},
         ]
     else:  # the page may be live again before systemctl returns
@@ -445,12 +495,15 @@ def test_a_reconnect_merges_the_history_with_the_older_points(host, cause):
             host,
             [
                 *open_live(),
-                {"do": "wait", "expr": HISTORY_DRAWN, "timeout": 3},
+                {"do": "wait", "expr": HISTORY_DRAWN, "timeout": 30},
                 {"do": "sleep", "seconds": 3},
                 {"do": "eval", "expr": READ_CHARTS},
                 *cut,
                 {"do": "wait", "expr": f"{LIVE} && {histories(2)}", "timeout": 30},
-                {"do": "sleep", "seconds": 2},
+                # Then the point of a tick taken after that history came (so not
+                # in it): the feed goes on after the cut.
+                mark("historyIn"),
+                {"do": "wait", "expr": f"{LIVE} && {LAST_POINT} > historyIn", "timeout": 30},
                 {"do": "eval", "expr": READ_CHARTS},
             ],
         )
@@ -461,7 +514,8 @@ def test_a_reconnect_merges_the_history_with_the_older_points(host, cause):
     assert steps[2]["ok"], steps[2]
     assert steps[5]["rc"] == 0 and steps[6]["ok"], steps[5:7]
     assert steps[8]["ok"], f"no second history: {steps[8]}"
-    before, after = steps[4]["value"], steps[10]["value"]
+    assert steps[10]["ok"], f"no point after the second history: {steps[10]}"
+    before, after = steps[4]["value"], steps[11]["value"]
     resumed = steps[7]["at"]
     assert after["histories"] == 2
     # Each moment once, oldest first, within the sidecar's ten minutes.
