@@ -54,8 +54,9 @@ CLEANUP_TIMEOUT = 5.0
 # process at once, and a fault that outlives a restart (its port taken, say)
 # would otherwise spin through restarts and flood the error log.
 RESTART_DELAY = 1.0
-# How often a unix-socket listener checks its socket file is still its own.
-SOCKET_CHECK_INTERVAL = 1.0
+# How often a unix-socket listener checks its socket file is still its own
+# (a stat: cheap; a removed socket is found within it, then the restart).
+SOCKET_CHECK_INTERVAL = 0.25
 # Apache sets this header on every request it proxies to the sidecar, to the
 # sidecar's secret: a local user who reaches the listener directly lacks it.
 SECRET_HEADER = "X-Sidecar-Secret"

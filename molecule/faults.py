@@ -6,7 +6,7 @@ Two halves in one file:
   WebSocket client; standard library only), it injects one fault
   and measures what follows, all on loopback, every wait bounded:
 
-      python3 faults.py cycle --action kill|graceful|restart --group G \\
+      python3 faults.py cycle --action kill|graceful|restart|unlink --group G \\
           --ws-path /metrics/ws --listen tcp:8765|unix:/run/.../sidecar.sock
       python3 faults.py stall --group G --ws-path /metrics/ws --stallers 5 --hold 25
 
@@ -153,9 +153,11 @@ def socket_dir_entries(listen: str) -> list[str] | None:
     return sorted(os.listdir(os.path.dirname(where))) if kind == "unix" else None
 
 
-def act(action: str, pid: int) -> None:
+def act(action: str, pid: int, listen: str) -> None:
     if action == "kill":
         os.kill(pid, signal.SIGKILL)
+    elif action == "unlink":  # a tmp cleaner's or an operator's rm of the unix socket
+        os.unlink(listen.partition(":")[2])
     elif action == "graceful":
         subprocess.run(["apache2ctl", "graceful"], check=True, timeout=30, capture_output=True)
     elif action == "restart":
@@ -174,7 +176,7 @@ def trial(args) -> dict:
     old = before[0]["pid"]
     started = time.monotonic()
     deadline = started + args.within
-    act(args.action, old)
+    act(args.action, old, args.listen)
     acted = time.monotonic() - started
     result = {"old_pid": old, "action_s": round(acted, 3), "attempts": 0, "last_error": None}
     # Back: the old process gone, a new one, and a frame through Apache from it.
@@ -616,7 +618,7 @@ def main() -> int:
     parser.add_argument("kind", choices=["cycle", "stall"])
     parser.add_argument("--group", required=True)
     parser.add_argument("--ws-path", required=True)
-    parser.add_argument("--action", choices=["kill", "graceful", "restart"])
+    parser.add_argument("--action", choices=["kill", "graceful", "restart", "unlink"])
     parser.add_argument("--listen", required=True, help="tcp:PORT or unix:PATH")
     parser.add_argument("--within", type=float, default=10.0)
     parser.add_argument("--count", type=int, default=1)
