@@ -94,7 +94,7 @@ def test_the_secret_stays_out_of_the_error_log(host, probe, deployment):
 
 
 def test_websocket_through_the_front_end_streams_the_scoreboard(probe):
-    answer = probe.ws("/metrics/ws", frames=2, timeout=3)
+    answer = probe.ws("/metrics/ws", frames=2, timeout=10)
     assert answer["handshake"].startswith("HTTP/1.1 101")
     first, second = (frame["data"] for frame in answer["frames"])
     assert first["type"] == "snapshot", first

@@ -63,7 +63,7 @@ def test_the_daemons_own_user_without_the_secret_is_refused(probe):
 
 
 def test_websocket_through_apache(probe):
-    answer = probe.ws("/metrics/ws", frames=2, timeout=3)
+    answer = probe.ws("/metrics/ws", frames=2, timeout=10)
     assert answer["handshake"].startswith("HTTP/1.1 101")
     assert [frame["data"]["type"] for frame in answer["frames"]] == ["snapshot", "snapshot"]
 

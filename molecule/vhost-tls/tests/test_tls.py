@@ -46,7 +46,7 @@ def test_wsgi_app_over_https(probe):
 
 
 def test_wss_through_apache_at_the_mount(probe):
-    answer = probe.ws("/metrics/ws", frames=2, timeout=3, **TLS)
+    answer = probe.ws("/metrics/ws", frames=2, timeout=10, **TLS)
     assert answer["handshake"].startswith("HTTP/1.1 101")
     assert [frame["data"]["type"] for frame in answer["frames"]] == ["snapshot", "snapshot"]
 
@@ -68,7 +68,7 @@ def test_virtual_host_drops_a_client_sent_prefix(probe):
 
 
 def test_wss_through_the_virtual_host(probe):
-    answer = probe.ws("/ws", frames=2, timeout=3, host_header=WS_HOST, **TLS)
+    answer = probe.ws("/ws", frames=2, timeout=10, host_header=WS_HOST, **TLS)
     assert answer["handshake"].startswith("HTTP/1.1 101")
     assert [frame["data"]["type"] for frame in answer["frames"]] == ["snapshot", "snapshot"]
 
