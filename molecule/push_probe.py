@@ -1,10 +1,11 @@
 """One push channel client, or one publish, run *inside* a container under test.
 
     python3 push_probe.py session CHANNEL [--since ID --epoch E] [--token T]
-                                  [--publish TEXT]... [--frames N] [--timeout S]
+                                  [--publish TEXT]... [--ready FILE] [--frames N] [--timeout S]
         subscribe through Apache (ws://127.0.0.1/push/ws); once subscribed, ask
-        the demo application to publish each TEXT; collect frames until N have
-        come or S seconds passed
+        the demo application to publish each TEXT; once the sidecar answered the
+        subscription (subscribed, refused...), create FILE, for a test to publish
+        after that; collect frames until N have come or S seconds passed
     python3 push_probe.py publish CHANNEL TEXT [--count N]
         publish N messages {"text": "TEXT-i"} with the application's module
         (mod_wsgi_ws_sidecar_push, as root, which reads the sidecar's settings)
@@ -23,12 +24,14 @@ import time
 LIB = "/usr/local/lib/mod_wsgi_ws_sidecar"
 WS_URL = "ws://127.0.0.1/push/ws"
 PUBLISH_URL = "http://127.0.0.1/push-demo/publish"
+# The frames that answer a subscribe request.
+ANSWERS = ("subscribed", "refused", "reset")
 
 
 async def session(args):
     import aiohttp
 
-    frames, published = [], []
+    frames, published, ready = [], [], False
     request = {"type": "subscribe", "channel": args.channel}
     if args.token:
         request["token"] = args.token
@@ -47,6 +50,10 @@ async def session(args):
                 break
             frame = json.loads(msg.data)
             frames.append(frame)
+            # The sidecar's answer to the subscription (a status frame may come first).
+            if args.ready and not ready and frame.get("type") in ANSWERS:
+                open(args.ready, "w").close()
+                ready = True
             if frame.get("type") == "subscribed" and args.publish and not published:
                 for text in args.publish:
                     form = {"channel": args.channel, "message": text}
@@ -81,6 +88,7 @@ def main():
     one.add_argument("--epoch", default="")
     one.add_argument("--token", default="")
     one.add_argument("--publish", action="append", default=[])
+    one.add_argument("--ready", default="")
     one.add_argument("--frames", type=int, default=1)
     one.add_argument("--timeout", type=float, default=5.0)
     many = commands.add_parser("publish")

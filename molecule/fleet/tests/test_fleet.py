@@ -24,6 +24,8 @@ from test_push import (
 
 CHANNEL = "demo.public.fleet"
 SESSION = "/opt/mws-test/fleet-session.json"
+# Created by the session once the sidecar answered its subscription.
+SUBSCRIBED = "/opt/mws-test/fleet-session-subscribed"
 PUBLISH = (
     "import urllib.request, sys; print(urllib.request.urlopen("
     "'http://127.0.0.1/push-demo/publish', sys.argv[1].encode(), 10).read().decode())"
@@ -67,14 +69,21 @@ def fleet_rows(host) -> dict[str, dict]:
 
 def start_session(host) -> None:
     """A subscriber in the background on the host's loopback (through the
-    balancer on the balancer), its answer written to SESSION."""
+    balancer on the balancer), its answer written to SESSION. Publish only
+    after subscribed(host): it may take a while to subscribe."""
     stage_scripts(host, "push_probe.py")
     started = host.run(
-        "rm -f %s; (timeout 30 python3 %s session %s --frames 2 --timeout 15 > %s.part"
-        " && mv %s.part %s) >/dev/null 2>&1 &",
-        *(SESSION, PROBE, CHANNEL, SESSION, SESSION, SESSION),
+        "rm -f %s %s; (timeout 90 python3 %s session %s --ready %s --frames 2 --timeout 60"
+        " > %s.part && mv %s.part %s) >/dev/null 2>&1 &",
+        *(SESSION, SUBSCRIBED, PROBE, CHANNEL, SUBSCRIBED, SESSION, SESSION, SESSION),
     )
     assert started.rc == 0, started.stderr
+
+
+def subscribed(host) -> None:
+    """Waits until the host's session has subscribed: what is published from
+    then on reaches it live."""
+    wait_for_file(host, SUBSCRIBED, 60)
 
 
 def session_of(host) -> list[dict]:
@@ -108,7 +117,9 @@ def test_a_message_published_on_one_web_host_reaches_every_web_host():
     balancer = fleet_host("-balancer")
     for host in (web12, web13, balancer):
         start_session(host)
-    published = web13.run("sleep 2; python3 -c %s %s", PUBLISH, f"channel={CHANNEL}&message=across")
+    for host in (web12, web13, balancer):
+        subscribed(host)
+    published = web13.run("python3 -c %s %s", PUBLISH, f"channel={CHANNEL}&message=across")
     assert published.rc == 0, published.stderr
     position = published.stdout.strip()
     for host in (web12, web13, balancer):
@@ -132,7 +143,8 @@ def test_what_the_push_sidecar_counts_reaches_the_dashboards_endpoint():
     for host in web_hosts():
         before = endpoint(host)
         start_session(host)
-        published = host.run("sleep 2; python3 -c %s %s", PUBLISH, f"channel={CHANNEL}&message=n")
+        subscribed(host)
+        published = host.run("python3 -c %s %s", PUBLISH, f"channel={CHANNEL}&message=n")
         assert published.rc == 0, published.stderr
         assert [f["type"] for f in session_of(host)] == ["subscribed", "message"]
         after = endpoint(host)

@@ -68,15 +68,23 @@ def session_frames(stdout: str) -> list[dict]:
 
 def session_while_publishing(host, token: str, text: str, frames: int, timeout: float):
     """A session on the private channel orders.7 with `token`, during which the
-    application's module publishes `text` there; the frames it got."""
+    application's module publishes `text` there, once the sidecar has answered
+    the subscription (the session's --ready file, not a sleep, orders the two);
+    the frames it got."""
     stage_scripts(host, "push_probe.py")
+    ready = "/opt/mws-test/orders-ready"
     session = host.run(
-        "timeout 30 python3 %s session orders.7 --token %s --frames %s --timeout %s & "
-        "sleep 1; python3 %s publish orders.7 %s; wait",
+        "rm -f %s; timeout 60 python3 %s session orders.7 --token %s --ready %s"
+        " --frames %s --timeout %s & session=$!; "
+        "timeout 30 sh -c 'until test -e %s; do sleep 0.05; done' "
+        "&& python3 %s publish orders.7 %s && wait $session",
+        ready,
         PROBE,
         token or "''",
+        ready,
         str(frames),
         str(timeout),
+        ready,
         PROBE,
         text,
     )
@@ -162,7 +170,8 @@ def test_a_private_channel_refuses_bad_tokens_before_any_message(host, token, re
 
 def test_a_signed_token_opens_its_private_channel(host):
     token = push_probe(host, "token", "orders.7")["token"]
-    frames = session_while_publishing(host, token, "shipped", frames=2, timeout=5)
+    # The timeout only bounds the wait: both frames end the session.
+    frames = session_while_publishing(host, token, "shipped", frames=2, timeout=30)
     assert kinds(frames) == ["subscribed", "message"]
     assert frames[1]["data"] == {"text": "shipped-0"}
 

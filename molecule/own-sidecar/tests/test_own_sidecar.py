@@ -7,6 +7,7 @@ import json
 
 from conftest import (
     REMOTE,
+    STAGE_DIR,
     enabled_apache_config,
     load,
     proxy_passes,
@@ -16,6 +17,33 @@ from conftest import (
 )
 
 ECHO_SOCKET_DIR = "/run/mod_wsgi_ws_sidecar/echo"
+# A dashboard stream held open across an echo exchange, ordered by files, not
+# by timing: marks OPENED once its handshake is done, then reads snapshots (3
+# at least) until one read after ECHOED (the echo's finished answer) appeared.
+# Argument: the staging dir (wsclient.py), OPENED, ECHOED.
+DASHBOARD_ACROSS_ECHO = """\
+import json, os, socket, sys, time
+sys.path.insert(0, sys.argv[1])
+import wsclient
+opened, echoed = sys.argv[2:]
+deadline = time.monotonic() + 40
+sock = socket.create_connection(("127.0.0.1", 80), 10)
+answer = wsclient.handshake(sock, "/metrics/ws")
+assert answer.status == 101, answer.status_line
+opened_at = time.time()
+open(opened, "w").close()
+frames, after_echo = [], False
+while len(frames) < 3 or not after_echo:
+    assert time.monotonic() < deadline, f"{len(frames)} frames, echo answered: {after_echo}"
+    # Looked at before the read: the frame read next comes after the echo.
+    answered = os.path.exists(echoed)
+    kind, payload = wsclient.read_message(sock)
+    assert kind == wsclient.TEXT, (kind, payload)
+    frames.append({"at": time.time(), "data": json.loads(payload)})
+    after_echo = answered
+wsclient.send_close(sock)
+json.dump({"opened_at": opened_at, "frames": frames}, sys.stdout)
+"""
 
 
 def test_config_syntax_ok(host):
@@ -46,22 +74,28 @@ def test_metrics_sidecar_reads_the_scoreboard(probe):
 
 
 def test_both_sidecars_serve_at_once(host):
-    # A dashboard stream and an echo exchange in flight at the same moment.
+    # A dashboard stream and an echo exchange in flight at the same moment:
+    # the echo starts once the stream is open, and the stream reads on until
+    # the echo has answered (files, not timing, order the two).
     probe = staged_probe(host)
     both = host.run(
-        "python3 %s ws /metrics/ws --frames 3 --timeout 5 > /tmp/metrics.json & "
-        "python3 %s ws /ws/echo --send concurrent --idle 1 --timeout 5 > /tmp/echo.json; "
-        "wait $! && cat /tmp/metrics.json && echo && cat /tmp/echo.json",
-        probe,
+        "rm -f /tmp/metrics-open /tmp/echo.json; "
+        "python3 -c %s %s /tmp/metrics-open /tmp/echo.json > /tmp/metrics.json & dashboard=$!; "
+        "timeout 30 sh -c 'until test -e /tmp/metrics-open; do sleep 0.05; done' "
+        "&& python3 %s ws /ws/echo --send concurrent --idle 1 --timeout 5 > /tmp/echo.json.part "
+        "&& mv /tmp/echo.json.part /tmp/echo.json && wait $dashboard "
+        "&& cat /tmp/metrics.json && echo && cat /tmp/echo.json",
+        DASHBOARD_ACROSS_ECHO,
+        STAGE_DIR,
         probe,
     )
     assert both.rc == 0, both.stderr
     metrics, echo = (json.loads(line) for line in both.stdout.splitlines())
-    assert [frame["data"]["type"] for frame in metrics["frames"]] == ["snapshot"] * 3
+    kinds = [frame["data"]["type"] for frame in metrics["frames"]]
+    assert len(kinds) >= 3 and kinds == ["snapshot"] * len(kinds), kinds
     assert echo["frames"][0]["data"] == "concurrent"
     # The echo happened while the dashboard stream was open: after its
-    # handshake (its first frame may come later on a busy machine) and
-    # before its last frame.
+    # handshake and before its last frame.
     assert metrics["opened_at"] < echo["frames"][0]["at"] < metrics["frames"][-1]["at"]
 
 
