@@ -39,26 +39,9 @@ DEATHS_WITHIN = 30
 # answers with a frame from the sidecar. Times out well past the promise, so
 # that a slow comeback is measured, not cut short.
 BACK = f"""
-import json, os, signal, socket, subprocess, sys, time
+import json, os, signal, subprocess, sys, time
 sys.path.insert(0, {STAGE_DIR!r})
-import wsclient
-
-def frame():
-    sock = socket.create_connection(("127.0.0.1", 80), 2)
-    try:
-        sock.settimeout(2)
-        if wsclient.handshake(sock, "/metrics/ws").status != 101:
-            return False
-        while True:
-            got = wsclient.read_frame(sock)
-            if got.opcode == wsclient.TEXT:
-                return True
-            if got.opcode == wsclient.PING:
-                wsclient.send_pong(sock, got.payload)
-            elif got.opcode == wsclient.CLOSE:
-                return False
-    finally:
-        sock.close()
+import faults
 
 found = subprocess.run(["pgrep", "-f", {SQUATTER_PATTERN!r}], capture_output=True, text=True)
 (pid,) = map(int, found.stdout.split())
@@ -68,9 +51,9 @@ attempts, error = 0, None
 while time.monotonic() - started < 30:
     attempts += 1
     try:
-        if frame():
-            break
-    except OSError as exc:
+        faults.first_frame("/metrics/ws", timeout=2)
+        break
+    except (OSError, ValueError) as exc:
         error = f"{{type(exc).__name__}}: {{exc}}"
     time.sleep(0.05)
 else:
@@ -86,7 +69,7 @@ def deaths(host) -> int:
 
 @pytest.mark.parametrize("trial", range(3))
 def test_sidecar_restarts_until_its_port_is_free(host, probe, trial):
-    stage_scripts(host, "wsclient.py")  # BACK imports it
+    stage_scripts(host, "faults.py", "wsclient.py")  # BACK imports them
     assert host.run("systemctl stop apache2").rc == 0
     squat = host.run(
         "setsid nohup python3 -c %s mws-squatter >/dev/null 2>&1 < /dev/null &", SQUATTER
