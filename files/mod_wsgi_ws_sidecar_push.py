@@ -85,7 +85,7 @@ def sign_token(secret: str, channel: str, ttl: float, now: float | None = None) 
 def token_problem(secret: str, channel: str, token: Any, now: float) -> str | None:
     """Why `token` does not open `channel` (None: it does). A forged token and
     one signed for another channel look the same: the MAC does not match."""
-    if not isinstance(token, str) or token.count(".") != 1:
+    if not isinstance(token, str) or token.count(".") != 1 or not token.isascii():
         return "no valid token"
     expires, mac = token.split(".")
     if not expires.isdigit() or len(expires) > 12:

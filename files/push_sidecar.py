@@ -47,8 +47,14 @@ BLOCK_MS = 500
 READ_COUNT = 500
 # Backoff between attempts to reach Redis again.
 RETRY_FIRST, RETRY_MAX = 0.5, 5.0
-MAX_CHANNELS_PER_CLIENT = 32
 MAX_CLIENT_MESSAGE = 4096
+# Entries read per XRANGE of a replay; each page is sent at the pace the client reads.
+REPLAY_PAGE = 50
+# Subscribe and unsubscribe requests per second a connection may sustain; a
+# page may send twice its channel allowance at once (opening, and a retry).
+REQUESTS_PER_SECOND = 10.0
+# How often a replay waits to see a slow client's buffer drain.
+DRAIN_POLL = 0.01
 PAGE = Path(__file__).resolve().parent / "push.html"
 SCRIPT = Path(__file__).resolve().parent / "push.js"
 
@@ -76,6 +82,11 @@ class PushConfig:
     redis_password: str | None = field(default=None, repr=False)
     redis_ca_file: str | None = None
     public_channels: tuple[str, ...] = ()
+    # Messages each channel keeps; channels one connection may hold; messages
+    # one resume may replay before the client is told to reset instead.
+    history: int = 1000
+    max_channels: int = 32
+    max_replay: int = 1000
     # Where the dashboard's Prometheus endpoint reads this sidecar's counters.
     metrics_dir: str | None = None
     # Processes sharing the TCP port, and their count of clients (sidecar_clients.py).
@@ -91,7 +102,15 @@ class PushConfig:
         return shared.key_prefix(self.name)
 
 
-_NUMBERS = {"heartbeat": float, "max_clients": int, "send_timeout": float, "max_send_buffer": int}
+_NUMBERS = {
+    "heartbeat": float,
+    "max_clients": int,
+    "send_timeout": float,
+    "max_send_buffer": int,
+    "history": int,
+    "max_channels": int,
+    "max_replay": int,
+}
 _KEYS = {
     "name",
     "kind",
@@ -101,7 +120,6 @@ _KEYS = {
     "redis",
     "token_secret",
     "public_channels",
-    "history",
     "publish_timeout",
     "metrics_dir",
     "processes",
@@ -180,7 +198,7 @@ def parse_config(data: Any) -> PushConfig:
 
 def position(text: Any) -> Position | None:
     """A stream entry ID "MS-SEQ" as a pair that compares in stream order."""
-    if not isinstance(text, str) or text.count("-") != 1:
+    if not isinstance(text, str) or text.count("-") != 1 or not text.isascii():
         return None
     ms, seq = text.split("-")
     if not (ms.isdigit() and seq.isdigit()) or len(ms) > 20 or len(seq) > 20:
@@ -188,45 +206,82 @@ def position(text: Any) -> Position | None:
     return int(ms), int(seq)
 
 
+def entry_id(at: Position) -> str:
+    return f"{at[0]}-{at[1]}"
+
+
 @dataclass(frozen=True)
 class StreamState:
-    """What XINFO STREAM says about a channel's history: whether the key
-    exists, and its oldest entry (None: empty)."""
+    """A channel's history at one instant, as Redis tells it (XINFO STREAM
+    and TIME in one transaction). A channel never published to, or expired,
+    has no stream: nothing held, nothing added."""
 
-    exists: bool
+    now_ms: int
+    exists: bool = False
+    # The oldest entry held (None: none), and the newest ever added.
     first: Position | None = None
+    last: Position = (0, 0)
+    length: int = 0
+    # Every entry ever added (Redis 7's entries-added), and the newest entry
+    # removed by XDEL (max-deleted-entry-id; trimming may not count).
+    added: int = 0
+    deleted: Position = (0, 0)
 
 
-def stream_state(info: Mapping[str, Any] | None) -> StreamState:
+def stream_state(info: Mapping[str, Any] | None, now_ms: int) -> StreamState:
     if info is None:
-        return StreamState(exists=False)
+        return StreamState(now_ms=now_ms)
     first = info.get("first-entry")
-    return StreamState(exists=True, first=position(first[0]) if first else None)
+    return StreamState(
+        now_ms=now_ms,
+        exists=True,
+        first=position(first[0]) if first else None,
+        last=position(info.get("last-generated-id")) or (0, 0),
+        length=int(info.get("length", 0)),
+        added=int(info.get("entries-added", 0)),
+        deleted=position(info.get("max-deleted-entry-id")) or (0, 0),
+    )
+
+
+def start_position(stream: StreamState) -> str:
+    """Where a new subscription stands: after every entry added so far, and
+    before every entry added later: the newest entry's ID. For a channel with
+    no message yet, that
+    is a point in Redis's time: a new stream's IDs start at Redis's clock,
+    so the millisecond before now is older than any of them. Never "0-0",
+    which would stand before messages added and trimmed while the client was
+    away."""
+    if stream.added:
+        return entry_id(stream.last)
+    return entry_id((stream.now_ms - 1, 0))
 
 
 def resume_problem(since: Any, client_epoch: Any, epoch: str, stream: StreamState) -> str | None:
     """Why a client's position cannot be resumed from (None: replay what
-    followed it). Every message after `since` must still be in the history.
+    followed it). Every message added after `since` must still be held.
 
-    A stream loses its oldest entries only (XADD MAXLEN; Redis's
-    max-deleted-entry-id does not count those), so the history reaches back
-    far enough while its oldest entry is `since` itself or older. When only
-    `since` itself is gone, the client is told to reset although it may
-    have missed nothing: it cannot be told apart from a gap. "0-0" asks for
-    whatever the history holds.
+    A stream loses entries by trimming (XADD MAXLEN: the oldest go) and by
+    XDEL. The history reaches back far enough when nothing after `since` was
+    deleted and either nothing was ever added after it, or the oldest entry
+    held is `since` or older, or nothing was ever trimmed (entries-added is
+    the length). When only `since` itself is gone, the client is told to
+    reset although it may have missed nothing: it cannot be told apart from
+    a gap.
     """
     if client_epoch != epoch:
         return "the history was lost (Redis started afresh)"
-    since_pos = position(since)
-    if since_pos is None:
+    at = position(since)
+    if at is None:
         return "not a position"
-    if since_pos == (0, 0):
+    if at >= stream.last:
         return None
-    if not stream.exists or stream.first is None:
-        return "the history of this channel is gone"
-    if stream.first > since_pos:
-        return "the history no longer reaches back that far"
-    return None
+    if stream.deleted > at:
+        return "messages after that position were deleted"
+    if stream.first is not None and stream.first <= at:
+        return None
+    if stream.added == stream.length:
+        return None
+    return "the history no longer reaches back that far"
 
 
 def is_public(channel: str, patterns: Sequence[str]) -> bool:
@@ -259,6 +314,34 @@ def control_text(kind: str, **values: Any) -> str:
     return json.dumps({"type": kind, **values}, separators=(",", ":"))
 
 
+def parse_request(raw: Any) -> dict[str, Any] | None:
+    """A client's subscribe or unsubscribe request, or None for anything else
+    (not JSON, nested too deep to decode, another type)."""
+    try:
+        request = json.loads(raw)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    if not isinstance(request, dict) or request.get("type") not in ("subscribe", "unsubscribe"):
+        return None
+    return request
+
+
+class RequestBudget:
+    """A token bucket: `rate` requests a second sustained, `burst` at once."""
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens, self.at = float(burst), now
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + max(0.0, now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
 # --- server --------------------------------------------------------------------------------
 
 
@@ -266,7 +349,8 @@ def control_text(kind: str, **values: Any) -> str:
 class Channel:
     name: str
     key: str
-    # The newest entry delivered to live subscribers; None until known.
+    # Where the relay reads from: the newest entry delivered to live
+    # subscribers, or the point the channel was first watched from.
     last_id: str | None = None
     starting: asyncio.Future[str] | None = None
     subscribers: dict[sidecar._Client, Subscription] = field(default_factory=dict)
@@ -278,6 +362,16 @@ class Subscription:
     channel: Channel
     # While the client catches up, live messages wait here: (position, frame).
     pending: list[tuple[Position, bytes]] | None = field(default_factory=list)
+    pending_bytes: int = 0
+    # A client that came from a host whose relay was ahead of this one's
+    # already holds the messages up to here.
+    floor: Position | None = None
+
+
+@dataclass(eq=False)
+class Connection:
+    budget: RequestBudget
+    subs: dict[str, Subscription] = field(default_factory=dict)
 
 
 class PushSidecar:
@@ -295,10 +389,12 @@ class PushSidecar:
         self.metrics = metrics or sidecar_metrics.open_metrics(config.name, None, push=True)
         # feed: the relay's blocking XREAD; query: everything else.
         self.feed, self.query, self.errors = feed, query, errors
-        self.clients: dict[sidecar._Client, dict[str, Subscription]] = {}
+        self.clients: dict[sidecar._Client, Connection] = {}
         self.channels: dict[str, Channel] = {}
         self.epoch: str | None = None
         self.feed_problem: str | None = "not connected to Redis yet"
+        # A read this long may have missed entries trimmed before it: checked.
+        self.full_read = min(config.history, READ_COUNT)
         # Every client takes a place here from before its handshake until it leaves.
         self.cap = sidecar_clients.client_count(config.max_clients, config.clients_file)
         self._wake = asyncio.Event()
@@ -323,6 +419,29 @@ class PushSidecar:
     def send_text(self, client: sidecar._Client, text: str) -> None:
         self.send(client, sidecar.text_frame(text))
 
+    async def send_paced(self, client: sidecar._Client, frame: bytes) -> bool:
+        """Send a replayed frame once the client's unsent bytes leave room for
+        it under the buffer limit (or none are left); False if the client
+        is gone, or dropped for not reading within the send timeout."""
+        c = self.config
+        deadline = time.monotonic() + c.send_timeout
+        while True:
+            if client not in self.clients or client.transport.is_closing() or client.ws.closed:
+                return False
+            buffered = client.transport.get_write_buffer_size()
+            if not buffered or buffered + len(frame) <= c.max_send_buffer:
+                break
+            if time.monotonic() > deadline:
+                self.drop(client, f"replay unread for longer than {c.send_timeout}s")
+                return False
+            await asyncio.sleep(DRAIN_POLL)
+        try:
+            client.transport.write(frame)
+        except Exception as exc:
+            self.drop(client, f"send failed: {exc!r}")
+            return False
+        return True
+
     def drop(self, client: sidecar._Client, reason: str | None) -> None:
         if reason:
             log.warning("dropping client %s: %s", client.peer, reason)
@@ -332,7 +451,8 @@ class PushSidecar:
         client.transport.abort()
 
     def forget(self, client: sidecar._Client) -> None:
-        for sub in self.clients.pop(client, {}).values():
+        conn = self.clients.pop(client, None)
+        for sub in conn.subs.values() if conn else ():
             self._unsubscribe(sub)
 
     def _unsubscribe(self, sub: Subscription) -> None:
@@ -345,6 +465,25 @@ class PushSidecar:
         frame = sidecar.text_frame(text)
         for client in list(self.clients):
             self.send(client, frame)
+
+    def tell_subscribers(self, channel: Channel, at: Position, frame: bytes) -> None:
+        """A frame in the channel's order: after what each subscriber already
+        has, so one still catching up gets it after its replay."""
+        for sub in list(channel.subscribers.values()):
+            if sub.floor is not None:
+                if at <= sub.floor:
+                    continue
+                sub.floor = None
+            if sub.pending is None:
+                self.send(sub.client, frame)
+                continue
+            sub.pending.append((at, frame))
+            sub.pending_bytes += len(frame)
+            if sub.pending_bytes > self.config.max_send_buffer:
+                self.drop(
+                    sub.client,
+                    f"{sub.pending_bytes} bytes of live messages waiting behind its replay",
+                )
 
     # --- the relay -------------------------------------------------------
     async def relay(self) -> None:
@@ -363,41 +502,61 @@ class PushSidecar:
                 reply = await self.feed.xread(
                     {ch.key: ch.last_id for ch in live}, count=READ_COUNT, block=BLOCK_MS
                 )
+                by_key = {ch.key: ch for ch in live}
+                for key, entries in reply or ():
+                    channel = by_key.get(key)
+                    if channel is None or self.channels.get(channel.name) is not channel:
+                        continue
+                    if len(entries) >= self.full_read and await self._missed_some(channel):
+                        continue
+                    self.deliver(channel, entries)
             except self.errors as exc:
                 self._feed_down(exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX)
                 continue
             delay = RETRY_FIRST
-            by_key = {ch.key: ch for ch in self.channels.values()}
-            for key, entries in reply or ():
-                channel = by_key.get(key)
-                if channel is not None:
-                    self.deliver(channel, entries)
+
+    async def _missed_some(self, channel: Channel) -> bool:
+        """After a read as long as the history (a burst, or an outage of the
+        feed), whether entries after the relay's position were trimmed before
+        it read them. If so its subscribers are told to reset, from the
+        stream's newest entry on."""
+        assert channel.last_id is not None
+        stream = await self._snapshot(channel.key)
+        if resume_problem(channel.last_id, self.epoch, str(self.epoch), stream) is None:
+            return False
+        newest = max(stream.last, position(channel.last_id) or (0, 0))
+        channel.last_id = entry_id(newest)
+        log.warning(
+            "channel %s: more messages came at once than its history keeps: its subscribers reset",
+            channel.name,
+        )
+        text = control_text(
+            "reset",
+            channel=channel.name,
+            epoch=self.epoch,
+            position=channel.last_id,
+            reason="more messages came at once than the history keeps",
+        )
+        self.tell_subscribers(channel, newest, sidecar.text_frame(text))
+        return True
 
     def deliver(self, channel: Channel, entries: Sequence[tuple[str, Mapping[str, str]]]) -> None:
-        for entry_id, fields in entries:
-            at = position(entry_id)
+        for entry, fields in entries:
+            at = position(entry)
             # A channel given up and watched again during the read starts later.
             if at is None or channel.last_id is None or at <= position(channel.last_id):
                 continue
-            channel.last_id = entry_id
-            text = message_text(channel.name, entry_id, fields)
+            channel.last_id = entry
+            text = message_text(channel.name, entry, fields)
             if text is None:
-                log.warning(
-                    "skipping entry %s of %s: not a published message", entry_id, channel.key
-                )
+                log.warning("skipping entry %s of %s: not a published message", entry, channel.key)
                 continue
-            frame = sidecar.text_frame(text)
-            sent = 0
-            for sub in list(channel.subscribers.values()):
-                if sub.pending is not None:
-                    sub.pending.append((at, frame))
-                else:
-                    self.send(sub.client, frame)
-                    sent += 1
+            live = sum(sub.pending is None for sub in channel.subscribers.values())
+            self.tell_subscribers(channel, at, sidecar.text_frame(text))
             self.metrics.messages.inc()
-            self.metrics.deliveries.inc(sent)
+            self.metrics.deliveries.inc(live)
             # From Redis taking the message in (its ID, Redis's clock) to queued for everyone.
             self.metrics.fanout.observe(max(0.0, time.time() - at[0] / 1000))
 
@@ -425,18 +584,16 @@ class PushSidecar:
             log.warning("Redis lost the push history (new epoch): every subscriber resets")
             self.epoch = epoch
             for channel in list(self.channels.values()):
-                channel.last_id = await self._newest(channel.key)
+                channel.last_id = start_position(await self._snapshot(channel.key))
+                text = control_text(
+                    "reset",
+                    channel=channel.name,
+                    epoch=epoch,
+                    position=channel.last_id,
+                    reason="the history was lost (Redis started afresh)",
+                )
                 for sub in list(channel.subscribers.values()):
-                    self.send_text(
-                        sub.client,
-                        control_text(
-                            "reset",
-                            channel=channel.name,
-                            epoch=epoch,
-                            position=channel.last_id,
-                            reason="the history was lost (Redis started afresh)",
-                        ),
-                    )
+                    self.send_text(sub.client, text)
         self.epoch = epoch
 
     async def _current_epoch(self) -> str:
@@ -444,66 +601,80 @@ class PushSidecar:
         await self.query.set(key, secrets.token_urlsafe(12), nx=True)
         return str(await self.query.get(key))
 
-    async def _newest(self, key: str) -> str:
-        newest = await self.query.xrevrange(key, "+", "-", count=1)
-        return newest[0][0] if newest else "0-0"
+    async def _snapshot(self, key: str) -> StreamState:
+        """The channel's history and Redis's clock, read in one transaction."""
+        async with self.query.pipeline(transaction=True) as pipe:
+            pipe.xinfo_stream(key)
+            pipe.time()
+            info, now = await pipe.execute(raise_on_error=False)
+        if isinstance(info, Exception):
+            if "no such key" not in str(info).lower():
+                raise info
+            info = None
+        if isinstance(now, Exception):
+            raise now
+        seconds, micros = now
+        return stream_state(info, int(seconds) * 1000 + int(micros) // 1000)
 
     # --- subscriptions ---------------------------------------------------
     async def on_message(self, client: sidecar._Client, raw: str) -> None:
-        try:
-            request = json.loads(raw)
-        except ValueError:
-            request = None
-        if not isinstance(request, dict) or request.get("type") not in ("subscribe", "unsubscribe"):
+        conn = self.clients.get(client)
+        if conn is None:  # dropped meanwhile
+            return
+        request = parse_request(raw)
+        name = request.get("channel") if request else None
+        if not isinstance(name, str):
+            name = None
+        if not conn.budget.take(time.monotonic()):
+            self.send_text(
+                client, control_text("refused", channel=name, reason="too many requests")
+            )
+            return
+        if request is None:
             self.send_text(client, control_text("refused", channel=None, reason="bad request"))
             return
-        name = request.get("channel")
-        subs = self.clients.get(client)
-        if subs is None:  # dropped meanwhile
-            return
         if request["type"] == "unsubscribe":
-            if name in subs:
-                self._unsubscribe(subs.pop(name))
+            if name in conn.subs:
+                self._unsubscribe(conn.subs.pop(name))
             return
         problem = access_problem(self.config, name, request.get("token"), time.time())
-        if problem is None and name in subs:
+        if problem is None and name in conn.subs:
             problem = "already subscribed"
-        if problem is None and len(subs) >= MAX_CHANNELS_PER_CLIENT:
-            problem = f"at most {MAX_CHANNELS_PER_CLIENT} channels per connection"
+        if problem is None and len(conn.subs) >= self.config.max_channels:
+            problem = f"at most {self.config.max_channels} channels per connection"
         if problem is None and self.feed_problem is not None:
             problem = "unavailable: the push feed is interrupted"
         if problem is not None:
             self.send_text(client, control_text("refused", channel=name, reason=problem))
             return
-        await self.subscribe(client, subs, name, request.get("since"), request.get("epoch"))
+        assert name is not None
+        await self.subscribe(client, conn, name, request.get("since"), request.get("epoch"))
 
     async def _watch(self, name: str) -> Channel:
-        """The channel, watched by the relay from its newest entry on."""
+        """The channel, watched by the relay from after its newest entry."""
         channel = self.channels.get(name)
         if channel is None:
             channel = Channel(name, shared.stream_key(self.config.prefix, name))
-            channel.starting = asyncio.ensure_future(self._newest(channel.key))
+            channel.starting = asyncio.ensure_future(self._start(channel.key))
             self.channels[name] = channel
         if channel.last_id is None:
             assert channel.starting is not None
             try:
-                newest = await asyncio.shield(channel.starting)
+                start = await asyncio.shield(channel.starting)
             except self.errors:
                 if not channel.subscribers and self.channels.get(name) is channel:
                     del self.channels[name]
                 raise
             if channel.last_id is None:
-                channel.last_id = newest
+                channel.last_id = start
                 self._wake.set()
         return channel
 
+    async def _start(self, key: str) -> str:
+        return start_position(await self._snapshot(key))
+
     async def subscribe(
-        self,
-        client: sidecar._Client,
-        subs: dict[str, Subscription],
-        name: str,
-        since: Any,
-        client_epoch: Any,
+        self, client: sidecar._Client, conn: Connection, name: str, since: Any, client_epoch: Any
     ) -> None:
         try:
             channel = await self._watch(name)
@@ -514,28 +685,30 @@ class PushSidecar:
         except self.errors:
             self.send_text(client, control_text("refused", channel=name, reason="unavailable"))
             return
-        if self.clients.get(client) is not subs or name in subs:  # left, or raced itself
+        if self.clients.get(client) is not conn or name in conn.subs:  # left, or raced itself
             return
         sub = Subscription(client, channel)
         channel.subscribers[client] = sub
-        subs[name] = sub
+        conn.subs[name] = sub
         # Everything after `upto` reaches the subscription live (held in pending meanwhile).
         upto = channel.last_id
         assert upto is not None
-        frames: list[bytes] = []
         try:
             if since is None:
-                frames.append(self._subscribed(name, upto, 0))
+                self.send(client, self._subscribed(name, upto, 0))
+                caught_up = position(upto)
             else:
-                frames += await self._replay(channel, since, client_epoch, upto)
+                caught_up = await self._resume(sub, since, client_epoch, upto)
         except self.errors:
-            subs.pop(name, None)
+            conn.subs.pop(name, None)
             self._unsubscribe(sub)
             self.send_text(client, control_text("refused", channel=name, reason="unavailable"))
             return
         pending, sub.pending = sub.pending or [], None
-        upto_pos = position(upto)
-        frames += [frame for at, frame in pending if upto_pos is None or at > upto_pos]
+        # Live messages the client already has (it came from a host ahead of this one) are left out.
+        frames = [frame for at, frame in pending if caught_up is None or at > caught_up]
+        if caught_up is not None and caught_up > position(upto):
+            sub.floor = caught_up
         if frames and client in self.clients:
             self.send(client, b"".join(frames))
 
@@ -545,31 +718,42 @@ class PushSidecar:
         )
         return sidecar.text_frame(text)
 
-    async def _replay(
-        self, channel: Channel, since: Any, client_epoch: Any, upto: str
-    ) -> list[bytes]:
-        info = None
-        try:
-            info = await self.query.xinfo_stream(channel.key)
-        except self.errors as exc:
-            if "no such key" not in str(exc).lower():
-                raise
-        problem = resume_problem(since, client_epoch, str(self.epoch), stream_state(info))
+    async def _resume(
+        self, sub: Subscription, since: Any, client_epoch: Any, upto: str
+    ) -> Position | None:
+        """Replay what followed `since` up to `upto`, in pages sent as the
+        client reads them, then say "subscribed"; or tell it to reset. Returns
+        the position the client then holds (None: it left)."""
+        channel, client = sub.channel, sub.client
+        stream = await self._snapshot(channel.key)
+        problem = resume_problem(since, client_epoch, str(self.epoch), stream)
+        replayed, cursor = 0, since
+        upto_pos = position(upto)
+        assert upto_pos is not None
+        while problem is None and (position(cursor) or upto_pos) < upto_pos:
+            page = await self.query.xrange(channel.key, f"({cursor}", upto, count=REPLAY_PAGE)
+            if not page:
+                break
+            for entry, fields in page:
+                cursor = entry
+                text = message_text(channel.name, entry, fields)
+                if text is None:
+                    continue
+                if replayed == self.config.max_replay:
+                    problem = f"more than {self.config.max_replay} messages to replay"
+                    break
+                if not await self.send_paced(client, sidecar.text_frame(text)):
+                    return None
+                replayed += 1
         if problem is not None:
             text = control_text(
                 "reset", channel=channel.name, epoch=self.epoch, position=upto, reason=problem
             )
-            return [sidecar.text_frame(text)]
-        since_pos, upto_pos = position(since), position(upto)
-        entries = []
-        if since_pos is not None and upto_pos is not None and since_pos < upto_pos:
-            entries = await self.query.xrange(channel.key, f"({since}", upto)
-        frames = [self._subscribed(channel.name, upto, len(entries))]
-        for entry_id, fields in entries:
-            text = message_text(channel.name, entry_id, fields)
-            if text is not None:
-                frames.append(sidecar.text_frame(text))
-        return frames
+            self.send_text(client, text)
+            return upto_pos
+        held = max(upto_pos, position(since) or upto_pos)
+        self.send(client, self._subscribed(channel.name, entry_id(held), replayed))
+        return held
 
     # --- HTTP --------------------------------------------------------------
     @web.middleware
@@ -630,7 +814,10 @@ class PushSidecar:
         )
         await ws.prepare(request)
         client = sidecar._Client(ws, transport, peer)
-        self.clients[client] = {}
+        burst = 2 * self.config.max_channels
+        self.clients[client] = Connection(
+            RequestBudget(REQUESTS_PER_SECOND, burst, time.monotonic())
+        )
         self.metrics.accepted.inc()
         try:
             if self.feed_problem is not None:

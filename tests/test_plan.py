@@ -340,6 +340,16 @@ CASES = [
         ["sidecars[0].history", "got 0"],
     ),
     (
+        "push-max-channels-too-many",
+        {**PUSH_SECRETS, **sidecars({**PUSH, "max_channels": 1001})},
+        ["sidecars[0].max_channels", "1 to 1000", "got 1001"],
+    ),
+    (
+        "push-max-replay-zero",
+        {**PUSH_SECRETS, **sidecars({**PUSH, "max_replay": 0})},
+        ["sidecars[0].max_replay", "got 0"],
+    ),
+    (
         "fleet-not-a-bool",
         {**PUSH_SECRETS, **sidecars({**SIDECAR, "fleet": "yes"}, PUSH)},
         ["sidecars[0].fleet", "true or false", "yes"],
@@ -638,6 +648,8 @@ def test_a_push_sidecar_without_problems_and_what_it_derives() -> None:
         "max_send_buffer": 262144,
         "public_channels": ["news"],
         "history": 1000,
+        "max_channels": 32,
+        "max_replay": 1000,
         "redis": {
             "url": "redis://127.0.0.1:6379/0",
             "username": "mod_wsgi_ws_sidecar",

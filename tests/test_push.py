@@ -1,20 +1,12 @@
 """The push channel's rules and its sidecar: channel names, tokens, positions,
-resume and reset, and subscriptions over real WebSockets.
-
-The sidecar's Redis here is `Streams`, an in-memory stand-in for the few
-stream commands it uses (XREAD, XRANGE, XREVRANGE, XINFO STREAM, SET NX, GET),
-with Redis's ID rules and trimming, so that the subscription logic can be
-driven into its races deterministically. The real Redis is the fleet
-scenario's (molecule/fleet).
+resume and reset, and subscriptions over real WebSockets, against the
+in-memory Redis of push_standin.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import aiohttp
@@ -22,20 +14,19 @@ import mod_wsgi_ws_sidecar_push as shared
 import push_sidecar
 import pytest
 import sidecar
-from aiohttp import WSMsgType
-from aiohttp.test_utils import TestClient, TestServer
-
-SECRET = "t" * 40
-NAME = "push"
-PREFIX = shared.key_prefix(NAME)
-
-
-def run(coro: Awaitable[Any], timeout: float = 15.0) -> Any:
-    async def bounded() -> Any:
-        return await asyncio.wait_for(coro, timeout)
-
-    return asyncio.run(bounded())
-
+from push_standin import (
+    NAME,
+    PREFIX,
+    SECRET,
+    Streams,
+    config,
+    messages,
+    receive,
+    run,
+    serving,
+    subscribe,
+    wait_for,
+)
 
 # --- names and tokens ----------------------------------------------------------------------
 
@@ -134,24 +125,51 @@ def test_positions_compare_in_stream_order() -> None:
     assert push_sidecar.position("10-2") < push_sidecar.position("10-10")
 
 
-def state(first: str | None = "5-0") -> push_sidecar.StreamState:
-    return push_sidecar.stream_state({"first-entry": (first, {}) if first else None})
+def state(
+    first: str | None = "5-0", last: str = "20-0", length: int = 10, added: int = 10, **more: Any
+) -> push_sidecar.StreamState:
+    return push_sidecar.StreamState(
+        now_ms=30,
+        exists=True,
+        first=push_sidecar.position(first),
+        last=push_sidecar.position(last),
+        length=length,
+        added=added,
+        **more,
+    )
+
+
+TRIMMED = {"length": 10, "added": 15}
+NEVER = push_sidecar.StreamState(now_ms=30)
+LOST = "the history was lost (Redis started afresh)"
+TOO_FAR = "the history no longer reaches back that far"
 
 
 @pytest.mark.parametrize(
     ("since", "client_epoch", "stream", "problem"),
     [
         ("7-0", "E", state(), None),
-        ("7-0", "E", state(first="7-0"), None),  # its own message is the oldest left
-        ("7-0", "E", state(first="7-1"), "the history no longer reaches back that far"),
-        ("7-0", "E", state(first="9-0"), "the history no longer reaches back that far"),
-        ("7-0", "OLD", state(), "the history was lost (Redis started afresh)"),
-        ("7-0", None, state(), "the history was lost (Redis started afresh)"),
+        ("7-0", "E", state(first="7-0", **TRIMMED), None),  # its own message is the oldest left
+        ("7-0", "E", state(first="7-1", **TRIMMED), TOO_FAR),
+        ("7-0", "E", state(first="9-0", **TRIMMED), TOO_FAR),
+        ("7-0", "E", state(first="9-0"), None),  # nothing was ever trimmed: all of it is here
+        ("7-0", "OLD", state(), LOST),
+        ("7-0", None, state(), LOST),
         ("seven", "E", state(), "not a position"),
-        ("7-0", "E", push_sidecar.StreamState(exists=False), "the history of this channel is gone"),
-        ("7-0", "E", state(first=None), "the history of this channel is gone"),
-        ("0-0", "E", push_sidecar.StreamState(exists=False), None),
-        ("0-0", "E", state(first="9-0"), None),  # whatever the history holds
+        ("²-1", "E", state(), "not a position"),
+        ("7-0", "E", NEVER, None),  # nothing was ever published: nothing to replay
+        ("20-0", "E", state(first="20-0", **TRIMMED), None),
+        ("25-0", "E", state(first="20-0", **TRIMMED), None),  # after the newest: nothing missed
+        ("19-0", "E", state(first=None, length=0, added=3), TOO_FAR),  # trimmed away
+        (
+            "7-0",
+            "E",
+            state(deleted=(8, 0)),
+            "messages after that position were deleted",
+        ),
+        # "0-0" is no wildcard: history 3, five published since, two are gone.
+        ("0-0", "E", state(first="3-0", last="5-0", length=3, added=5), TOO_FAR),
+        ("0-0", "E", state(first="1-0", last="5-0", length=5, added=5), None),
     ],
 )
 def test_resume_or_reset(
@@ -160,15 +178,25 @@ def test_resume_or_reset(
     assert push_sidecar.resume_problem(since, client_epoch, "E", stream) == problem
 
 
-def config(**overrides: Any) -> push_sidecar.PushConfig:
-    values: dict[str, Any] = {
-        "name": NAME,
-        "redis_url": "redis://127.0.0.1:6379/0",
-        "token_secret": SECRET,
-        "public_channels": ("news", "demo.*"),
-        "send_timeout": 1.0,
+def test_a_new_subscription_stands_after_everything_added_and_before_anything_later() -> None:
+    assert push_sidecar.start_position(state(last="20-3")) == "20-3"
+    # No message yet: the millisecond before Redis's now, older than any ID to come.
+    assert push_sidecar.start_position(NEVER) == "29-0"
+    assert push_sidecar.position("29-0") < push_sidecar.position("30-0")
+
+
+def test_xinfo_stream_as_redis_answers_it() -> None:
+    info = {
+        "length": 2,
+        "first-entry": ("3-1", {"d": "1"}),
+        "last-generated-id": "9-0",
+        "entries-added": 7,
+        "max-deleted-entry-id": "2-0",
     }
-    return push_sidecar.PushConfig(**{**values, **overrides})
+    assert push_sidecar.stream_state(info, 40) == push_sidecar.StreamState(
+        now_ms=40, exists=True, first=(3, 1), last=(9, 0), length=2, added=7, deleted=(2, 0)
+    )
+    assert push_sidecar.stream_state(None, 40) == push_sidecar.StreamState(now_ms=40)
 
 
 @pytest.mark.parametrize(
@@ -216,6 +244,8 @@ ROLE_WRITTEN = {
     "max_send_buffer": 262144,
     "public_channels": ["demo"],
     "history": 1000,
+    "max_channels": 8,
+    "max_replay": 200,
     "redis": {"url": "redis://127.0.0.1:6379/0", "username": "u", "password": "p" * 20},
     "token_secret": SECRET,
     "secret": "s" * 43,
@@ -225,6 +255,7 @@ ROLE_WRITTEN = {
 def test_config_as_the_role_writes_it() -> None:
     parsed = push_sidecar.parse_config(ROLE_WRITTEN)
     assert (parsed.port, parsed.max_clients, parsed.public_channels) == (8766, 500, ("demo",))
+    assert (parsed.history, parsed.max_channels, parsed.max_replay) == (1000, 8, 200)
     assert (parsed.redis_username, parsed.redis_password) == ("u", "p" * 20)
     assert SECRET not in repr(parsed) and "p" * 20 not in repr(parsed)
 
@@ -247,135 +278,6 @@ def test_bad_config_is_named(change: dict[str, Any], message: str) -> None:
 
 
 # --- the sidecar against an in-memory Redis ------------------------------------------------
-
-
-class Down(Exception):
-    """Redis out of reach."""
-
-
-class Streams:
-    """Redis's stream commands as the sidecar uses them, in memory."""
-
-    def __init__(self) -> None:
-        self.streams: dict[str, list[tuple[str, dict[str, str]]]] = {}
-        self.values: dict[str, str] = {}
-        self.down = False
-        self.range_delay = 0.0
-        self.changed = asyncio.Condition()
-        self._last = (0, 0)
-
-    def _check(self) -> None:
-        if self.down:
-            raise Down("Connection refused")
-
-    async def publish(self, channel: str, data: Any, maxlen: int = 1000) -> str:
-        self._check()
-        self.values.setdefault(shared.epoch_key(PREFIX), "E1")
-        ms = max(int(time.time() * 1000), self._last[0])
-        seq = self._last[1] + 1 if ms == self._last[0] else 0
-        self._last = (ms, seq)
-        entry_id = f"{ms}-{seq}"
-        key = shared.stream_key(PREFIX, channel)
-        entries = self.streams.setdefault(key, [])
-        entries.append((entry_id, {"d": shared.encode_message(data)}))
-        del entries[:-maxlen]
-        async with self.changed:
-            self.changed.notify_all()
-        return entry_id
-
-    def lose_everything(self) -> None:
-        self.streams.clear()
-        self.values.clear()
-
-    async def xread(self, streams: dict[str, str], count: int, block: int) -> list:
-        self._check()
-
-        def found() -> list:
-            reply = []
-            for key, since in streams.items():
-                after = push_sidecar.position(since)
-                new = [e for e in self.streams.get(key, []) if push_sidecar.position(e[0]) > after]
-                if new:
-                    reply.append([key, new[:count]])
-            return reply
-
-        async with self.changed:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.changed.wait_for(found), block / 1000)
-        self._check()
-        return found()
-
-    async def xrange(self, key: str, low: str, high: str) -> list:
-        await asyncio.sleep(self.range_delay)
-        self._check()
-        exclusive = low.startswith("(")
-        low_pos = push_sidecar.position(low.lstrip("("))
-        high_pos = push_sidecar.position(high)
-        return [
-            e
-            for e in self.streams.get(key, [])
-            if (push_sidecar.position(e[0]) > low_pos if exclusive else True)
-            and push_sidecar.position(e[0]) <= high_pos
-        ]
-
-    async def xrevrange(self, key: str, high: str, low: str, count: int) -> list:
-        self._check()
-        return list(reversed(self.streams.get(key, [])))[:count]
-
-    async def xinfo_stream(self, key: str) -> dict:
-        self._check()
-        if key not in self.streams:
-            raise Down("no such key")
-        entries = self.streams[key]
-        # Trimming leaves max-deleted-entry-id alone, as in Redis 7.
-        return {"max-deleted-entry-id": "0-0", "first-entry": entries[0] if entries else None}
-
-    async def set(self, key: str, value: str, nx: bool = False) -> bool:
-        self._check()
-        if nx and key in self.values:
-            return False
-        self.values[key] = value
-        return True
-
-    async def get(self, key: str) -> str | None:
-        self._check()
-        return self.values.get(key)
-
-
-@contextlib.asynccontextmanager
-async def serving(
-    redis: Streams, **overrides: Any
-) -> AsyncIterator[tuple[push_sidecar.PushSidecar, TestClient]]:
-    """The push sidecar's app on a loopback port; its relay starts with it."""
-    push = push_sidecar.PushSidecar(config(**overrides), redis, redis, (Down,))
-    async with TestClient(TestServer(push.app)) as client:
-        await wait_for(lambda: push.feed_problem is None)
-        yield push, client
-    assert push.relay_task is not None and push.relay_task.done()
-
-
-async def wait_for(predicate: Any, timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
-
-
-async def receive(ws: aiohttp.ClientWebSocketResponse, timeout: float = 2.0) -> dict[str, Any]:
-    msg = await ws.receive(timeout=timeout)
-    assert msg.type == WSMsgType.TEXT, msg
-    return json.loads(msg.data)
-
-
-async def subscribe(ws: aiohttp.ClientWebSocketResponse, channel: str, **fields: Any) -> dict:
-    await ws.send_json({"type": "subscribe", "channel": channel, **fields})
-    return await receive(ws)
-
-
-async def messages(ws: aiohttp.ClientWebSocketResponse, count: int) -> list[dict[str, Any]]:
-    got = [await receive(ws) for _ in range(count)]
-    assert all(m["type"] == "message" for m in got), got
-    return got
 
 
 def test_a_subscriber_gets_what_is_published_after_it_subscribed() -> None:
@@ -409,14 +311,22 @@ def test_a_client_that_comes_back_gets_exactly_what_it_missed_then_live() -> Non
                 (seen,) = await messages(ws, 1)
             missed = [await redis.publish("news", {"n": n}) for n in (2, 3, 4)]
             async with client.ws_connect("/ws") as ws:
-                answer = await subscribe(ws, "news", since=seen["id"], epoch=first["epoch"])
+                await ws.send_json(
+                    {
+                        "type": "subscribe",
+                        "channel": "news",
+                        "since": seen["id"],
+                        "epoch": first["epoch"],
+                    }
+                )
+                replayed = await messages(ws, 3)
+                assert [m["id"] for m in replayed] == missed
+                answer = await receive(ws)
                 assert (answer["type"], answer["replayed"], answer["position"]) == (
                     "subscribed",
                     3,
                     missed[-1],
                 )
-                replayed = await messages(ws, 3)
-                assert [m["id"] for m in replayed] == missed
                 live = await redis.publish("news", {"n": 5})
                 assert [m["id"] for m in await messages(ws, 1)] == [live]
 
@@ -447,10 +357,11 @@ def test_messages_published_during_the_catch_up_come_once_and_in_order() -> None
                     await wait_for(lambda: len(push.channels["news"].subscribers) == 2)
                     for n in range(6, 11):
                         await redis.publish("news", {"n": n})
+                    replayed = await messages(ws, 5)
                     answer = await receive(ws)
                     assert answer["type"] == "subscribed" and answer["replayed"] == 5
-                    got = await messages(ws, 10)
-                    assert [m["data"]["n"] for m in got] == list(range(1, 11))
+                    live = await messages(ws, 5)
+                    assert [m["data"]["n"] for m in replayed + live] == list(range(1, 11))
                     with pytest.raises(TimeoutError):
                         await ws.receive(timeout=0.3)
 
@@ -490,7 +401,9 @@ def test_when_redis_loses_its_data_every_subscriber_resets() -> None:
             redis.values[shared.epoch_key(PREFIX)] = "E2"
             redis.down = False
             reset = await receive(ws, timeout=5)
-            assert (reset["type"], reset["epoch"], reset["position"]) == ("reset", "E2", "0-0")
+            assert (reset["type"], reset["epoch"]) == ("reset", "E2")
+            # A point in Redis's time before any message to come, never "0-0".
+            assert push_sidecar.position(reset["position"]) > (int(time.time() * 1000) - 60_000, 0)
             assert await receive(ws) == {"type": "status", "feed": "live"}
             assert push.epoch == "E2"
             live = await redis.publish("news", {"n": 2})

@@ -58,6 +58,8 @@ SIDECAR_DEFAULTS: dict[str, Any] = {
     "max_send_buffer": 262144,
     "public_channels": [],
     "history": 1000,
+    "max_channels": 32,
+    "max_replay": 1000,
     "fleet": False,
     "show_query_strings": False,
     "processes": None,
@@ -92,6 +94,8 @@ REDIS_URL = re.compile(
 # Secrets shared with the application: printable, no spaces or quotes.
 SHARED_SECRET = re.compile(r"[!#-&(-~]+")
 MAX_HISTORY = 1_000_000
+# Channels one push connection may hold: each is a key in the relay's XREAD.
+MAX_CHANNELS = 1000
 # Requirement specs pip accepts from the variables: no options, no spaces.
 REQUIREMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\[\],<>=!~*-]*")
 VERSION = re.compile(r"[0-9]+(\.[0-9]+)*([a-z]+[0-9]*)?")
@@ -449,6 +453,16 @@ class Plan:
                 f"""{at}.history must be a whole number of messages from 1 to {MAX_HISTORY};
                 got {s["history"]}."""
             )
+        if not whole(s["max_channels"], 1) or s["max_channels"] > MAX_CHANNELS:
+            self.problem(
+                f"""{at}.max_channels must be a whole number of channels from 1 to
+                {MAX_CHANNELS}; got {s["max_channels"]}."""
+            )
+        if not whole(s["max_replay"], 1) or s["max_replay"] > MAX_HISTORY:
+            self.problem(
+                f"""{at}.max_replay must be a whole number of messages from 1 to {MAX_HISTORY};
+                got {s["max_replay"]}."""
+            )
 
     def check_fleet(self, sidecars: Sequence[Mapping[str, Any]], push: bool) -> None:
         """The fleet's dashboard: a built-in dashboard's, over the push channel's Redis."""
@@ -674,6 +688,8 @@ def settings(
             max_send_buffer=sidecar["max_send_buffer"],
             public_channels=list(sidecar["public_channels"]),
             history=sidecar["history"],
+            max_channels=sidecar["max_channels"],
+            max_replay=sidecar["max_replay"],
             # The password and the token secret are added on the host (with_secrets).
             redis={
                 "url": redis["url"],

@@ -130,10 +130,11 @@ def test_a_client_that_comes_back_gets_exactly_what_it_missed(host):
         host, "session", "demo", f"--since={seen}", f"--epoch={epoch}", "--frames=5", "--timeout=2"
     )
     frames = again["frames"]
-    assert kinds(frames) == ["subscribed", "message", "message", "message"], frames
-    assert frames[0]["replayed"] == 3
-    assert [f["id"] for f in frames[1:]] == missed
-    assert [f["data"]["text"] for f in frames[1:]] == ["missed-0", "missed-1", "missed-2"]
+    # The replay, then "subscribed": what follows it is live.
+    assert kinds(frames) == ["message", "message", "message", "subscribed"], frames
+    assert frames[3]["replayed"] == 3
+    assert [f["id"] for f in frames[:3]] == missed
+    assert [f["data"]["text"] for f in frames[:3]] == ["missed-0", "missed-1", "missed-2"]
 
 
 def test_a_client_past_the_history_is_told_to_reset(host):
