@@ -14,13 +14,22 @@
 // remembers the last one per channel and, when the connection comes back
 // (a network blip, the sidecar or Apache restarting), asks for what followed
 // it: the server replays exactly that, or says "reset" when the history no
-// longer reaches back. Reconnects back off (0.5 s doubling to 10 s, with
-// jitter); a message at or before the last position is never delivered twice.
+// longer reaches back. Reconnects, and subscriptions refused while Redis is
+// out of reach, back off (0.5 s doubling to 10 s, with jitter); a message at
+// or before the last position is never delivered twice; a frame that is not
+// JSON is ignored.
 (function (global) {
   "use strict";
 
   const FIRST_DELAY = 500;
   const MAX_DELAY = 10000;
+  // Refusals that pass: the request is made again, later.
+  const RETRIED = /^(unavailable|too many requests)/;
+
+  // Half to all of a delay: clients cut off together do not come back together.
+  function jittered(delay) {
+    return delay * (0.5 + Math.random() / 2);
+  }
 
   // Positions are "MILLISECONDS-SEQUENCE"; both parts fit a double exactly.
   function compare(a, b) {
@@ -43,7 +52,12 @@
     }
 
     subscribe(channel, handlers = {}) {
-      const state = { handlers, epoch: handlers.epoch || null, last: handlers.since || null };
+      const state = {
+        handlers,
+        epoch: handlers.epoch || null,
+        last: handlers.since || null,
+        retry: FIRST_DELAY,
+      };
       this.channels.set(channel, state);
       this.request(channel, state);
       return state;
@@ -67,15 +81,22 @@
         this.delay = FIRST_DELAY;
         for (const [channel, state] of this.channels) this.request(channel, state);
       };
-      ws.onmessage = (event) => this.receive(JSON.parse(event.data));
+      ws.onmessage = (event) => {
+        let message;
+        try {
+          message = JSON.parse(event.data);
+        } catch (error) {
+          return; // not a frame of this protocol: ignored, the feed goes on
+        }
+        if (message && typeof message === "object") this.receive(message);
+      };
       ws.onclose = () => {
         if (this.ws !== ws) return;
         this.ws = null;
         if (this.closed) return;
         this.onStatus("reconnecting");
-        const wait = this.delay * (0.5 + Math.random() / 2);
+        global.setTimeout(() => this.connect(), jittered(this.delay));
         this.delay = Math.min(this.delay * 2, MAX_DELAY);
-        global.setTimeout(() => this.connect(), wait);
       };
     }
 
@@ -112,6 +133,7 @@
           if (on.onMessage) on.onMessage(message.data, message.id);
           break;
         case "subscribed":
+          state.retry = FIRST_DELAY;
           state.epoch = message.epoch;
           if (state.last === null) state.last = message.position;
           this.onStatus("live");
@@ -124,13 +146,16 @@
           break;
         case "refused":
           if (on.onRefused) on.onRefused(message.reason);
-          if (message.reason && message.reason.startsWith("unavailable")) {
+          // Redis out of reach, or too many requests: asked again later,
+          // each channel backing off on its own, with jitter.
+          if (typeof message.reason === "string" && RETRIED.test(message.reason)) {
             const ws = this.ws;
             global.setTimeout(() => {
               if (this.ws === ws && this.channels.get(message.channel) === state) {
                 this.request(message.channel, state);
               }
-            }, this.delay);
+            }, jittered(state.retry));
+            state.retry = Math.min(state.retry * 2, MAX_DELAY);
           }
           break;
         default:
