@@ -3,7 +3,8 @@
     import mod_wsgi_ws_sidecar_push as push
 
     push.publish("orders.42", {"status": "shipped"})    # in any request handler
-    token = push.token("orders.42")                    # for a browser allowed to watch it
+    token = push.token("orders.42", subject="user:7")  # for a browser allowed to watch it
+    push.revoke(subject="user:7")                      # logged out: its subscriptions end
 
 Each channel is a Redis Stream with a bounded history; every message gets
 its position there (the stream entry's ID), which is what a browser
@@ -27,6 +28,7 @@ import re
 import secrets
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 CONF_DIR = "/etc/mod_wsgi_ws_sidecar"
@@ -37,6 +39,10 @@ CHANNEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,99}")
 MAX_MESSAGE_BYTES = 65536
 PUBLISH_TIMEOUT = 2.0
 DEFAULT_TOKEN_TTL = 300
+# A token lives a day at most: revocations are remembered that long.
+MAX_TOKEN_TTL = 86400
+MAX_SUBJECT = 200
+MAX_TOKEN_LENGTH = 400
 
 
 class PushError(RuntimeError):
@@ -62,6 +68,24 @@ def epoch_key(prefix: str) -> str:
     return f"{prefix}epoch"
 
 
+def control_key(prefix: str) -> str:
+    """The stream every push sidecar reads besides the channels: the
+    application's revocations (revoke), kept for a token's lifetime."""
+    return f"{prefix}control"
+
+
+def revocation_fields(subject: str | None, channel: str | None, at_ms: int) -> dict[str, str]:
+    """A revocation as the control stream holds it: tokens of `subject`, of
+    `channel`, or of both at once, signed at or before `at_ms`, end."""
+    if subject is None and channel is None:
+        raise ValueError("revoke needs a subject, a channel or both")
+    if channel is not None and not valid_channel(channel):
+        raise ValueError(f"not a channel name: {channel!r}")
+    if subject is not None:
+        _subject_text(subject)
+    return {"revoke": json.dumps({"subject": subject, "channel": channel, "at": at_ms})}
+
+
 def valid_channel(channel: Any) -> bool:
     return isinstance(channel, str) and CHANNEL.fullmatch(channel) is not None
 
@@ -69,32 +93,91 @@ def valid_channel(channel: Any) -> bool:
 # --- tokens for private channels -----------------------------------------------------------
 
 
-def _mac(secret: str, channel: str, expires: int) -> str:
-    digest = hmac.new(secret.encode(), f"{channel}\n{expires}".encode(), hashlib.sha256).digest()
+@dataclass(frozen=True)
+class Grant:
+    """What a valid token grants: its channel until `expires` (Unix seconds),
+    signed at `issued_ms` for `subject` (the user it was signed for, if any)."""
+
+    expires: int
+    issued_ms: int = 0
+    subject: str | None = None
+
+
+def _mac(secret: str, signed: str) -> str:
+    digest = hmac.new(secret.encode(), signed.encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def sign_token(secret: str, channel: str, ttl: float, now: float | None = None) -> str:
-    """A token that opens `channel` until `ttl` seconds from now: EXPIRES.MAC."""
+def _subject_text(subject: str | None) -> str:
+    if subject is None:
+        return ""
+    if not isinstance(subject, str) or not 0 < len(subject) <= MAX_SUBJECT:
+        raise ValueError(f"a subject must be a string of 1 to {MAX_SUBJECT} characters")
+    return base64.urlsafe_b64encode(subject.encode()).rstrip(b"=").decode()
+
+
+def sign_token(
+    secret: str,
+    channel: str,
+    ttl: float,
+    now: float | None = None,
+    subject: str | None = None,
+) -> str:
+    """A token that opens `channel` until `ttl` seconds from now, for
+    `subject` if given: EXPIRES.ISSUED_MS.SUBJECT.MAC."""
     if not valid_channel(channel):
         raise ValueError(f"not a channel name: {channel!r}")
-    expires = int((time.time() if now is None else now) + ttl)
-    return f"{expires}.{_mac(secret, channel, expires)}"
+    if ttl > MAX_TOKEN_TTL:
+        raise ValueError(f"a token may live at most {MAX_TOKEN_TTL} seconds")
+    now = time.time() if now is None else now
+    expires, issued = int(now + ttl), int(now * 1000)
+    subject_text = _subject_text(subject)
+    mac = _mac(secret, f"{channel}\n{expires}\n{issued}\n{subject_text}")
+    return f"{expires}.{issued}.{subject_text}.{mac}"
+
+
+def _number(text: str, digits: int) -> int | None:
+    return int(text) if text.isdigit() and len(text) <= digits else None
+
+
+def read_token(secret: str, channel: str, token: Any, now: float) -> Grant | str:
+    """What `token` grants on `channel`, or why it grants nothing. A forged
+    token and one signed for another channel look the same: the MAC does not
+    match. Tokens of the earlier form EXPIRES.MAC (no subject) still open
+    their channel."""
+    if not isinstance(token, str) or not token.isascii() or len(token) > MAX_TOKEN_LENGTH:
+        return "no valid token"
+    parts = token.split(".")
+    if len(parts) == 2:
+        expires, issued, subject_text, mac = _number(parts[0], 12), 0, "", parts[1]
+        signed = f"{channel}\n{parts[0]}"
+    elif len(parts) == 4:
+        expires, issued, subject_text, mac = (
+            _number(parts[0], 12),
+            _number(parts[1], 15),
+            *parts[2:],
+        )
+        signed = f"{channel}\n{parts[0]}\n{parts[1]}\n{subject_text}"
+    else:
+        return "no valid token"
+    if expires is None or issued is None:
+        return "no valid token"
+    if not hmac.compare_digest(mac.encode(), _mac(secret, signed).encode()):
+        return "token not valid for this channel"
+    if expires <= now:
+        return "token expired"
+    if issued and expires * 1000 - issued > (MAX_TOKEN_TTL + 1) * 1000:
+        return "token lives too long"
+    subject = None
+    if subject_text:
+        subject = base64.urlsafe_b64decode(subject_text + "=" * (-len(subject_text) % 4)).decode()
+    return Grant(expires=expires, issued_ms=issued, subject=subject)
 
 
 def token_problem(secret: str, channel: str, token: Any, now: float) -> str | None:
-    """Why `token` does not open `channel` (None: it does). A forged token and
-    one signed for another channel look the same: the MAC does not match."""
-    if not isinstance(token, str) or token.count(".") != 1 or not token.isascii():
-        return "no valid token"
-    expires, mac = token.split(".")
-    if not expires.isdigit() or len(expires) > 12:
-        return "no valid token"
-    if not hmac.compare_digest(mac.encode(), _mac(secret, channel, int(expires)).encode()):
-        return "token not valid for this channel"
-    if int(expires) <= now:
-        return "token expired"
-    return None
+    """Why `token` does not open `channel` (None: it does)."""
+    grant = read_token(secret, channel, token, now)
+    return grant if isinstance(grant, str) else None
 
 
 # --- publishing ----------------------------------------------------------------------------
@@ -166,9 +249,27 @@ class Publisher:
             ) from exc
         return position.decode() if isinstance(position, bytes) else str(position)
 
-    def token(self, channel: str, ttl: float = DEFAULT_TOKEN_TTL) -> str:
-        """A token the browser presents to subscribe to the private `channel`."""
-        return sign_token(self._token_secret, channel, ttl)
+    def token(
+        self, channel: str, ttl: float = DEFAULT_TOKEN_TTL, subject: str | None = None
+    ) -> str:
+        """A token the browser presents to subscribe to the private `channel`,
+        for `subject` (the user, say) if given, so that revoke(subject=...)
+        can end it."""
+        return sign_token(self._token_secret, channel, ttl, subject=subject)
+
+    def revoke(self, subject: str | None = None, channel: str | None = None) -> str:
+        """End every subscription made with a token of `subject`, of `channel`
+        or of both, on every push sidecar within a second, and refuse such
+        tokens signed until now for the rest of their life."""
+        fields = revocation_fields(subject, channel, int(time.time() * 1000))
+        oldest = int((time.time() - MAX_TOKEN_TTL) * 1000)
+        try:
+            position = self._redis.xadd(
+                control_key(self.prefix), fields, minid=oldest, approximate=True
+            )
+        except self._errors as exc:
+            raise PushError(f"cannot revoke: Redis at {self._url}: {exc}") from exc
+        return position.decode() if isinstance(position, bytes) else str(position)
 
 
 _publishers: dict[str, Publisher] = {}
@@ -187,5 +288,16 @@ def publish(channel: str, data: Any, sidecar: str = DEFAULT_SIDECAR) -> str:
     return publisher(sidecar).publish(channel, data)
 
 
-def token(channel: str, ttl: float = DEFAULT_TOKEN_TTL, sidecar: str = DEFAULT_SIDECAR) -> str:
-    return publisher(sidecar).token(channel, ttl)
+def token(
+    channel: str,
+    ttl: float = DEFAULT_TOKEN_TTL,
+    sidecar: str = DEFAULT_SIDECAR,
+    subject: str | None = None,
+) -> str:
+    return publisher(sidecar).token(channel, ttl, subject)
+
+
+def revoke(
+    subject: str | None = None, channel: str | None = None, sidecar: str = DEFAULT_SIDECAR
+) -> str:
+    return publisher(sidecar).revoke(subject, channel)

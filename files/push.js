@@ -8,6 +8,7 @@
 //     onMessage: (data, id) => ...,  // each message once, in order, across reconnects
 //     onReset: (reason) => ...,      // messages were missed: reload the state from the app
 //     onRefused: (reason) => ...,    // no access (a bad or expired token), or unavailable
+//     onRevoked: (reason) => ...,    // the application ended this access (push.revoke)
 //   });
 //
 // Every message carries its position in the channel's history. The feed
@@ -17,7 +18,9 @@
 // longer reaches back. Reconnects, and subscriptions refused while Redis is
 // out of reach, back off (0.5 s doubling to 10 s, with jitter); a message at
 // or before the last position is never delivered twice; a frame that is not
-// JSON is ignored.
+// JSON is ignored. A private channel's token is renewed before it expires
+// (getToken is asked again); if it expires all the same, the channel is
+// subscribed to again from its last position.
 (function (global) {
   "use strict";
 
@@ -118,6 +121,21 @@
       if (this.ws === ws && this.channels.get(channel) === state) this.sendJson(message);
     }
 
+    // A token's subscription is renewed with a fresh token (getToken) once
+    // two thirds of its time are gone, on the same connection.
+    renewLater(channel, state, expiresIn) {
+      if (typeof expiresIn !== "number") return;
+      const ws = this.ws;
+      global.clearTimeout(state.renewTimer);
+      state.renewTimer = global.setTimeout(async () => {
+        if (this.ws !== ws || this.channels.get(channel) !== state) return;
+        const token = await this.getToken(channel);
+        if (token && this.ws === ws && this.channels.get(channel) === state) {
+          this.sendJson({ type: "renew", channel, token });
+        }
+      }, (expiresIn * 1000 * 2) / 3);
+    }
+
     receive(message) {
       if (message.type === "status") {
         this.onStatus(message.feed);
@@ -136,8 +154,21 @@
           state.retry = FIRST_DELAY;
           state.epoch = message.epoch;
           if (state.last === null) state.last = message.position;
+          this.renewLater(message.channel, state, message.expires_in);
           this.onStatus("live");
           if (on.onSubscribed) on.onSubscribed(message);
+          break;
+        case "renewed":
+          this.renewLater(message.channel, state, message.expires_in);
+          break;
+        case "expired":
+          // Not renewed in time: subscribed again from the last position, so
+          // nothing is missed and nothing comes twice.
+          this.request(message.channel, state);
+          break;
+        case "revoked":
+          this.channels.delete(message.channel);
+          if (on.onRevoked) on.onRevoked(message.reason);
           break;
         case "reset":
           state.epoch = message.epoch;

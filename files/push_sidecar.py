@@ -55,6 +55,9 @@ REPLAY_PAGE = 50
 REQUESTS_PER_SECOND = 10.0
 # How often a replay waits to see a slow client's buffer drain.
 DRAIN_POLL = 0.01
+# How often tokens are checked for expiry: a subscription ends this soon after.
+EXPIRY_CHECK = 0.25
+REQUESTS = ("subscribe", "renew", "unsubscribe")
 PAGE = Path(__file__).resolve().parent / "push.html"
 SCRIPT = Path(__file__).resolve().parent / "push.js"
 
@@ -288,13 +291,71 @@ def is_public(channel: str, patterns: Sequence[str]) -> bool:
     return any(fnmatchcase(channel, p) for p in patterns)
 
 
-def access_problem(config: PushConfig, channel: Any, token: Any, now: float) -> str | None:
-    """Why a subscription to `channel` is refused (None: it is allowed)."""
+class Revocations:
+    """What the application revoked (mod_wsgi_ws_sidecar_push.revoke) within
+    a token's lifetime: by subject, by channel, or one subject on one channel,
+    each with the moment (ms) before which the tokens it names were signed."""
+
+    def __init__(self) -> None:
+        self.moments: dict[tuple[str | None, str | None], int] = {}
+
+    def add(self, fields: Mapping[str, str]) -> tuple[str | None, str | None, int] | None:
+        """Take one entry of the control stream; the revocation, or None if it is none."""
+        try:
+            found = json.loads(fields.get("revoke", ""))
+            subject, channel, at = found["subject"], found["channel"], int(found["at"])
+        except (ValueError, TypeError, KeyError):
+            return None
+        if not isinstance(subject, str | None) or not isinstance(channel, str | None):
+            return None
+        key = (subject, channel)
+        self.moments[key] = max(at, self.moments.get(key, at))
+        return subject, channel, at
+
+    def revokes(self, channel: str, grant: shared.Grant) -> bool:
+        for key in ((grant.subject, channel), (None, channel), (grant.subject, None)):
+            if key[0] is None and key[1] is None:
+                continue
+            at = self.moments.get(key)
+            if at is not None and grant.issued_ms <= at:
+                return True
+        return False
+
+    def forget_before(self, at_ms: int) -> None:
+        """Revocations older than any token still alive are not needed."""
+        self.moments = {k: at for k, at in self.moments.items() if at >= at_ms}
+
+
+def ended_by(
+    revocation: tuple[str | None, str | None, int], channel: str, grant: shared.Grant
+) -> bool:
+    subject, revoked_channel, at = revocation
+    return (
+        (subject is None or subject == grant.subject)
+        and (revoked_channel is None or revoked_channel == channel)
+        and grant.issued_ms <= at
+    )
+
+
+def access(
+    config: PushConfig, channel: Any, token: Any, now: float, revoked: Revocations
+) -> shared.Grant | str | None:
+    """Whether `channel` may be subscribed to: a problem (refused), None (a
+    public channel), or what the token grants (until when, for whom)."""
     if not shared.valid_channel(channel):
         return "not a channel name"
     if is_public(channel, config.public_channels):
         return None
-    return shared.token_problem(config.token_secret, channel, token, now)
+    grant = shared.read_token(config.token_secret, channel, token, now)
+    if isinstance(grant, shared.Grant) and revoked.revokes(channel, grant):
+        return "token revoked"
+    return grant
+
+
+def access_problem(config: PushConfig, channel: Any, token: Any, now: float) -> str | None:
+    """Why a subscription to `channel` is refused (None: it is allowed)."""
+    found = access(config, channel, token, now, Revocations())
+    return found if isinstance(found, str) else None
 
 
 def message_text(channel: str, entry_id: str, fields: Mapping[str, str]) -> str | None:
@@ -314,14 +375,20 @@ def control_text(kind: str, **values: Any) -> str:
     return json.dumps({"type": kind, **values}, separators=(",", ":"))
 
 
+def expiry(grant: shared.Grant | None, now: float) -> dict[str, float]:
+    """The seconds a subscription's token has left, as its frames tell them
+    (relative: the browser's clock may be wrong)."""
+    return {} if grant is None else {"expires_in": round(max(0.0, grant.expires - now), 1)}
+
+
 def parse_request(raw: Any) -> dict[str, Any] | None:
-    """A client's subscribe or unsubscribe request, or None for anything else
+    """A client's subscribe, renew or unsubscribe request, or None for anything else
     (not JSON, nested too deep to decode, another type)."""
     try:
         request = json.loads(raw)
     except (TypeError, ValueError, RecursionError):
         return None
-    if not isinstance(request, dict) or request.get("type") not in ("subscribe", "unsubscribe"):
+    if not isinstance(request, dict) or request.get("type") not in REQUESTS:
         return None
     return request
 
@@ -363,6 +430,8 @@ class Subscription:
     # While the client catches up, live messages wait here: (position, frame).
     pending: list[tuple[Position, bytes]] | None = field(default_factory=list)
     pending_bytes: int = 0
+    # What its token grants (None: a public channel): it ends at expiry or on revocation.
+    grant: shared.Grant | None = None
     # A client that came from a host whose relay was ahead of this one's
     # already holds the messages up to here.
     floor: Position | None = None
@@ -393,6 +462,12 @@ class PushSidecar:
         self.channels: dict[str, Channel] = {}
         self.epoch: str | None = None
         self.feed_problem: str | None = "not connected to Redis yet"
+        # Subscriptions made with a token, checked for expiry; the revocations
+        # read from the control stream, and how far.
+        self.granted: dict[Subscription, None] = {}
+        self.revoked = Revocations()
+        self.control = shared.control_key(config.prefix)
+        self.control_last: str | None = None
         # A read this long may have missed entries trimmed before it: checked.
         self.full_read = min(config.history, READ_COUNT)
         # Every client takes a place here from before its handshake until it leaves.
@@ -403,6 +478,7 @@ class PushSidecar:
         self.app.router.add_get("/push.js", self.handle_script)
         self.app.router.add_get("/ws", self.handle_ws)
         self.relay_task: asyncio.Task[None] | None = None
+        self.expiry_task: asyncio.Task[None] | None = None
         self.app.on_startup.append(self._start_relay)
         self.app.on_shutdown.append(self._abort_clients)
         self.app.on_cleanup.append(self._stop_relay)
@@ -458,8 +534,17 @@ class PushSidecar:
     def _unsubscribe(self, sub: Subscription) -> None:
         channel = sub.channel
         channel.subscribers.pop(sub.client, None)
+        self.granted.pop(sub, None)
         if not channel.subscribers and self.channels.get(channel.name) is channel:
             del self.channels[channel.name]
+
+    def end(self, sub: Subscription, kind: str, reason: str) -> None:
+        """End one subscription from this side (its token expired or was revoked)."""
+        conn = self.clients.get(sub.client)
+        if conn is not None and conn.subs.get(sub.channel.name) is sub:
+            del conn.subs[sub.channel.name]
+        self._unsubscribe(sub)
+        self.send_text(sub.client, control_text(kind, channel=sub.channel.name, reason=reason))
 
     def tell_everyone(self, text: str) -> None:
         frame = sidecar.text_frame(text)
@@ -499,11 +584,16 @@ class PushSidecar:
                     self._wake.clear()
                     await self._wake.wait()
                     continue
-                reply = await self.feed.xread(
-                    {ch.key: ch.last_id for ch in live}, count=READ_COUNT, block=BLOCK_MS
-                )
+                # The revocations, read with the channels while anyone is subscribed.
+                streams = {ch.key: ch.last_id for ch in live}
+                if self.control_last is not None:
+                    streams[self.control] = self.control_last
+                reply = await self.feed.xread(streams, count=READ_COUNT, block=BLOCK_MS)
                 by_key = {ch.key: ch for ch in live}
                 for key, entries in reply or ():
+                    if key == self.control:
+                        self.take_revocations(entries)
+                        continue
                     channel = by_key.get(key)
                     if channel is None or self.channels.get(channel.name) is not channel:
                         continue
@@ -571,6 +661,7 @@ class PushSidecar:
 
     async def _reconnect(self) -> None:
         await self._adopt_epoch(await self._current_epoch())
+        await self._read_revocations()
         was_down = self.feed_problem
         self.feed_problem = None
         log.info("push feed live (Redis at %s)", self.config.redis_url)
@@ -595,6 +686,42 @@ class PushSidecar:
                 for sub in list(channel.subscribers.values()):
                     self.send_text(sub.client, text)
         self.epoch = epoch
+
+    async def _read_revocations(self) -> None:
+        """The revocations since the last read (at start: all kept, a token's
+        lifetime of them), before any subscription is taken."""
+        if self.control_last is None:
+            self.control_last = start_position(await self._snapshot(self.control))
+            cursor = "-"
+        else:
+            cursor = f"({self.control_last}"
+        while entries := await self.query.xrange(self.control, cursor, "+", count=READ_COUNT):
+            self.take_revocations(entries)
+            cursor = f"({entries[-1][0]}"
+
+    def take_revocations(self, entries: Sequence[tuple[str, Mapping[str, str]]]) -> None:
+        for entry, fields in entries:
+            if position(entry) > position(self.control_last):
+                self.control_last = entry
+            revocation = self.revoked.add(fields)
+            if revocation is None:
+                log.warning("skipping entry %s of %s: not a revocation", entry, self.control)
+                continue
+            for sub in list(self.granted):
+                assert sub.grant is not None
+                if ended_by(revocation, sub.channel.name, sub.grant):
+                    self.end(sub, "revoked", "the application revoked this access")
+
+    async def expire(self) -> None:
+        """Ends each subscription whose token expired (unless renewed in time)."""
+        while True:
+            await asyncio.sleep(EXPIRY_CHECK)
+            now = time.time()
+            for sub in list(self.granted):
+                assert sub.grant is not None
+                if sub.grant.expires <= now:
+                    self.end(sub, "expired", "token expired")
+            self.revoked.forget_before(int((now - shared.MAX_TOKEN_TTL - 60) * 1000))
 
     async def _current_epoch(self) -> str:
         key = shared.epoch_key(self.config.prefix)
@@ -637,7 +764,12 @@ class PushSidecar:
             if name in conn.subs:
                 self._unsubscribe(conn.subs.pop(name))
             return
-        problem = access_problem(self.config, name, request.get("token"), time.time())
+        now = time.time()
+        found = access(self.config, name, request.get("token"), now, self.revoked)
+        if request["type"] == "renew":
+            self.renew(client, conn, name, found, now)
+            return
+        problem = found if isinstance(found, str) else None
         if problem is None and name in conn.subs:
             problem = "already subscribed"
         if problem is None and len(conn.subs) >= self.config.max_channels:
@@ -648,7 +780,30 @@ class PushSidecar:
             self.send_text(client, control_text("refused", channel=name, reason=problem))
             return
         assert name is not None
-        await self.subscribe(client, conn, name, request.get("since"), request.get("epoch"))
+        grant = found if isinstance(found, shared.Grant) else None
+        since, client_epoch = request.get("since"), request.get("epoch")
+        await self.subscribe(client, conn, name, since, client_epoch, grant)
+
+    def renew(
+        self,
+        client: sidecar._Client,
+        conn: Connection,
+        name: str | None,
+        found: shared.Grant | str | None,
+        now: float,
+    ) -> None:
+        """A fresh token for a channel already subscribed to: it goes on, no gap."""
+        sub = conn.subs.get(name) if name is not None else None
+        if sub is None or isinstance(found, str):
+            reason = "not subscribed" if sub is None else found
+            self.send_text(client, control_text("refused", channel=name, reason=reason))
+            return
+        sub.grant = found
+        if found is None:
+            self.granted.pop(sub, None)
+        else:
+            self.granted[sub] = None
+        self.send_text(client, control_text("renewed", channel=name, **expiry(found, now)))
 
     async def _watch(self, name: str) -> Channel:
         """The channel, watched by the relay from after its newest entry."""
@@ -674,7 +829,13 @@ class PushSidecar:
         return start_position(await self._snapshot(key))
 
     async def subscribe(
-        self, client: sidecar._Client, conn: Connection, name: str, since: Any, client_epoch: Any
+        self,
+        client: sidecar._Client,
+        conn: Connection,
+        name: str,
+        since: Any,
+        client_epoch: Any,
+        grant: shared.Grant | None = None,
     ) -> None:
         try:
             channel = await self._watch(name)
@@ -687,15 +848,20 @@ class PushSidecar:
             return
         if self.clients.get(client) is not conn or name in conn.subs:  # left, or raced itself
             return
-        sub = Subscription(client, channel)
+        if grant is not None and self.revoked.revokes(name, grant):  # revoked meanwhile
+            self.send_text(client, control_text("refused", channel=name, reason="token revoked"))
+            return
+        sub = Subscription(client, channel, grant=grant)
         channel.subscribers[client] = sub
         conn.subs[name] = sub
+        if grant is not None:
+            self.granted[sub] = None
         # Everything after `upto` reaches the subscription live (held in pending meanwhile).
         upto = channel.last_id
         assert upto is not None
         try:
             if since is None:
-                self.send(client, self._subscribed(name, upto, 0))
+                self.send(client, self._subscribed(sub, upto, 0))
                 caught_up = position(upto)
             else:
                 caught_up = await self._resume(sub, since, client_epoch, upto)
@@ -712,9 +878,14 @@ class PushSidecar:
         if frames and client in self.clients:
             self.send(client, b"".join(frames))
 
-    def _subscribed(self, name: str, upto: str, replayed: int) -> bytes:
+    def _subscribed(self, sub: Subscription, upto: str, replayed: int) -> bytes:
         text = control_text(
-            "subscribed", channel=name, epoch=self.epoch, position=upto, replayed=replayed
+            "subscribed",
+            channel=sub.channel.name,
+            epoch=self.epoch,
+            position=upto,
+            replayed=replayed,
+            **expiry(sub.grant, time.time()),
         )
         return sidecar.text_frame(text)
 
@@ -752,7 +923,7 @@ class PushSidecar:
             self.send_text(client, text)
             return upto_pos
         held = max(upto_pos, position(since) or upto_pos)
-        self.send(client, self._subscribed(channel.name, entry_id(held), replayed))
+        self.send(client, self._subscribed(sub, entry_id(held), replayed))
         return held
 
     # --- HTTP --------------------------------------------------------------
@@ -835,15 +1006,18 @@ class PushSidecar:
 
     async def _start_relay(self, _app: web.Application) -> None:
         self.relay_task = asyncio.create_task(self.relay())
+        self.expiry_task = asyncio.create_task(self.expire())
 
     async def _abort_clients(self, _app: web.Application) -> None:
         for client in list(self.clients):
             self.drop(client, None)
 
     async def _stop_relay(self, _app: web.Application) -> None:
-        if self.relay_task is not None:
-            self.relay_task.cancel()
-            await asyncio.wait({self.relay_task})
+        tasks = {t for t in (self.relay_task, self.expiry_task) if t is not None}
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
         self.cap.close()
 
 
@@ -878,8 +1052,12 @@ async def serve(
     push = PushSidecar(config, *redis_clients(config), metrics=metrics)
 
     def essentials() -> dict[asyncio.Future[Any], str]:
-        assert push.relay_task is not None  # created by the app's on_startup hook
-        return {push.relay_task: "push relay task ended"}
+        # Created by the app's on_startup hook.
+        assert push.relay_task is not None and push.expiry_task is not None
+        return {
+            push.relay_task: "push relay task ended",
+            push.expiry_task: "push token expiry task ended",
+        }
 
     await sidecar.serve_app(push.app, config, essentials, "the push channel", stop)
 

@@ -67,15 +67,24 @@ class Streams:
             raise Down("Connection refused")
 
     async def publish(self, channel: str, data: Any, maxlen: int = 1000) -> str:
-        self._check()
         self.values.setdefault(shared.epoch_key(PREFIX), "E1")
+        key = shared.stream_key(PREFIX, channel)
+        return await self.add(key, {"d": shared.encode_message(data)}, maxlen)
+
+    async def revoke(self, subject: str | None = None, channel: str | None = None) -> str:
+        """What mod_wsgi_ws_sidecar_push.revoke adds."""
+        fields = shared.revocation_fields(subject, channel, int(time.time() * 1000))
+        return await self.add(shared.control_key(PREFIX), fields)
+
+    async def add(self, key: str, fields: dict[str, str], maxlen: int = 1000) -> str:
+        """XADD key MAXLEN = maxlen * fields."""
+        self._check()
         ms = max(int(time.time() * 1000), self._last[0])
         seq = self._last[1] + 1 if ms == self._last[0] else 0
         self._last = (ms, seq)
         entry_id = f"{ms}-{seq}"
-        key = shared.stream_key(PREFIX, channel)
         entries = self.streams.setdefault(key, [])
-        entries.append((entry_id, {"d": shared.encode_message(data)}))
+        entries.append((entry_id, fields))
         del entries[:-maxlen]
         self.generated[key] = (entry_id, self.generated.get(key, ("", 0))[1] + 1)
         async with self.changed:
@@ -109,8 +118,8 @@ class Streams:
         await asyncio.sleep(self.range_delay)
         self._check()
         exclusive = low.startswith("(")
-        low_pos = push_sidecar.position(low.lstrip("("))
-        high_pos = push_sidecar.position(high)
+        low_pos = (0, 0) if low == "-" else push_sidecar.position(low.lstrip("("))
+        high_pos = (2**64, 0) if high == "+" else push_sidecar.position(high)
         found = [
             e
             for e in self.streams.get(key, [])

@@ -1,5 +1,5 @@
 """Any text frame a browser can send, property-based: the push sidecar
-answers it with a clean frame (refused, subscribed, reset) or nothing, and
+answers it with a clean frame (refused, subscribed, reset, renewed) or nothing, and
 never raises or logs an error. Drives PushSidecar.on_message directly, with
 the in-memory Redis, on one event loop for every example."""
 
@@ -30,7 +30,7 @@ TOKENS = st.sampled_from(
 )
 POSITIONS = st.sampled_from(["0-0", "1-0", "²-1", "1-²", "9" * 25 + "-0", "-", "1--1"])
 REQUESTS = st.fixed_dictionaries(
-    {"type": st.sampled_from(["subscribe", "unsubscribe"]) | JSON},
+    {"type": st.sampled_from(["subscribe", "renew", "unsubscribe"]) | JSON},
     optional={
         "channel": st.sampled_from(["news", "demo.a", "orders.1", "\ud800"]) | JSON,
         "token": TOKENS | JSON,
@@ -125,5 +125,5 @@ def test_any_frame_gets_a_clean_answer_or_none(
     assert not errors.records, [r.getMessage() for r in errors.records]
     assert not transport.closing
     for answer in texts(transport.written):
-        assert answer["type"] in ("refused", "subscribed", "reset"), answer
+        assert answer["type"] in ("refused", "subscribed", "reset", "renewed"), answer
         assert answer["channel"] is None or isinstance(answer["channel"], str), answer

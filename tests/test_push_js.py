@@ -52,7 +52,7 @@ def test_unavailable_is_asked_again_later_and_later_with_jitter() -> None:
         *[step for _ in range(6) for step in (refused, {"fire": True})],
     )
     # The first request, then one more after each refusal.
-    assert [m["type"] for m in seen["sent"]] == ["subscribe"] * 7
+    assert seen["sent"] == [{"type": "subscribe", "channel": "news", "token": "token-news"}] * 7
     delays = seen["timers"]
     assert len(delays) == 6
     for n, delay in enumerate(delays):
@@ -72,3 +72,35 @@ def test_a_message_at_or_before_the_last_position_is_not_delivered_twice() -> No
         frame(type="message", channel="news", id="6-0", data=2),
     )
     assert [e[1] for e in seen["events"] if e[0] == "message"] == [1, 2]
+
+
+def test_a_token_is_renewed_before_it_expires_and_an_expired_one_resumes() -> None:
+    seen = play(
+        {"open": True},
+        {"subscribe": "orders.1"},
+        frame(type="subscribed", channel="orders.1", epoch="E", position="4-0", expires_in=3),
+        {"fire": True},
+        frame(type="message", channel="orders.1", id="5-0", data=1),
+        frame(type="expired", channel="orders.1", reason="token expired"),
+    )
+    assert seen["timers"] == [2000]
+    renew, again = seen["sent"][1:]
+    assert renew == {"type": "renew", "channel": "orders.1", "token": "token-orders.1"}
+    assert again == {
+        "type": "subscribe",
+        "channel": "orders.1",
+        "token": "token-orders.1",
+        "since": "5-0",
+        "epoch": "E",
+    }
+
+
+def test_a_revoked_channel_is_told_and_forgotten() -> None:
+    seen = play(
+        {"open": True},
+        {"subscribe": "orders.1"},
+        frame(type="revoked", channel="orders.1", reason="the application revoked this access"),
+        frame(type="message", channel="orders.1", id="5-0", data=1),
+    )
+    assert ["revoked", "the application revoked this access"] in seen["events"]
+    assert not [e for e in seen["events"] if e[0] == "message"]

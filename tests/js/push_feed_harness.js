@@ -30,12 +30,17 @@ const window = {
   setTimeout: (fn, ms) => {
     seen.timers.push(ms);
     timers.push(fn);
+    return timers.length;
   },
+  clearTimeout: () => {},
 };
 const context = vm.createContext({ window, WebSocket: FakeWebSocket, URL, Math, JSON, Map, Number, console });
 vm.runInContext(fs.readFileSync(scriptPath, "utf8"), context);
 
-const feed = new window.PushFeed("/push/ws", { onStatus: (s) => seen.events.push(["status", s]) });
+const feed = new window.PushFeed("/push/ws", {
+  getToken: async (channel) => `token-${channel}`,
+  onStatus: (s) => seen.events.push(["status", s]),
+});
 const record = (name) => (...args) => seen.events.push([name, ...args]);
 
 (async () => {
@@ -49,6 +54,7 @@ const record = (name) => (...args) => seen.events.push([name, ...args]);
         onMessage: record("message"),
         onReset: record("reset"),
         onRefused: record("refused"),
+        onRevoked: record("revoked"),
       });
     } else if ("frame" in step) {
       try {
