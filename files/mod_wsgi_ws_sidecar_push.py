@@ -39,6 +39,7 @@ CHANNEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,99}")
 MAX_MESSAGE_BYTES = 65536
 PUBLISH_TIMEOUT = 2.0
 DEFAULT_TOKEN_TTL = 300
+DEFAULT_CHANNEL_TTL = 86400
 # A token lives a day at most: revocations are remembered that long.
 MAX_TOKEN_TTL = 86400
 MAX_SUBJECT = 200
@@ -203,6 +204,7 @@ class Publisher:
 
         self.prefix = key_prefix(settings["name"])
         self.history = int(settings["history"])
+        self.channel_ttl = int(settings.get("channel_ttl", DEFAULT_CHANNEL_TTL))
         self._token_secret = settings["token_secret"]
         server = settings["redis"]
         timeout = float(settings.get("publish_timeout", PUBLISH_TIMEOUT))
@@ -235,15 +237,18 @@ class Publisher:
         pipe.set(epoch_key(self.prefix), secrets.token_urlsafe(12), nx=True)
         # Exactly `history` kept (redis-py trims approximately by default), so
         # that a client told "resume" or "reset" is told the truth.
-        pipe.xadd(
-            stream_key(self.prefix, channel),
-            {"d": text},
-            maxlen=self.history,
-            approximate=False,
-        )
+        key = stream_key(self.prefix, channel)
+        pipe.xadd(key, {"d": text}, maxlen=self.history, approximate=False)
+        # A channel nobody publishes to any more goes, channel_ttl after its last message.
+        pipe.expire(key, self.channel_ttl)
         try:
-            _, position = pipe.execute()
+            _, position, _ = pipe.execute()
         except self._errors as exc:
+            if "OOM" in str(exc):
+                raise PushError(
+                    f"cannot publish to push channel {channel!r}: Redis at {self._url} is full"
+                    f" (its maxmemory); it evicts no history, so it refuses new messages: {exc}"
+                ) from exc
             raise PushError(
                 f"cannot publish to push channel {channel!r}: Redis at {self._url}: {exc}"
             ) from exc

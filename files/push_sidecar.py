@@ -55,6 +55,8 @@ REPLAY_PAGE = 50
 REQUESTS_PER_SECOND = 10.0
 # How often a replay waits to see a slow client's buffer drain.
 DRAIN_POLL = 0.01
+# How often the memory Redis uses and its channels are counted, for the metrics.
+REDIS_STATS_INTERVAL = 10.0
 # How often tokens are checked for expiry: a subscription ends this soon after.
 EXPIRY_CHECK = 0.25
 REQUESTS = ("subscribe", "renew", "unsubscribe")
@@ -90,6 +92,8 @@ class PushConfig:
     history: int = 1000
     max_channels: int = 32
     max_replay: int = 1000
+    # Seconds a channel nobody publishes to is kept (its stream expires).
+    channel_ttl: int = 86400
     # Where the dashboard's Prometheus endpoint reads this sidecar's counters.
     metrics_dir: str | None = None
     # Processes sharing the TCP port, and their count of clients (sidecar_clients.py).
@@ -113,6 +117,7 @@ _NUMBERS = {
     "history": int,
     "max_channels": int,
     "max_replay": int,
+    "channel_ttl": int,
 }
 _KEYS = {
     "name",
@@ -259,7 +264,9 @@ def start_position(stream: StreamState) -> str:
     return entry_id((stream.now_ms - 1, 0))
 
 
-def resume_problem(since: Any, client_epoch: Any, epoch: str, stream: StreamState) -> str | None:
+def resume_problem(
+    since: Any, client_epoch: Any, epoch: str, stream: StreamState, ttl_ms: int | None = None
+) -> str | None:
     """Why a client's position cannot be resumed from (None: replay what
     followed it). Every message added after `since` must still be held.
 
@@ -270,12 +277,21 @@ def resume_problem(since: Any, client_epoch: Any, epoch: str, stream: StreamStat
     the length). When only `since` itself is gone, the client is told to
     reset although it may have missed nothing: it cannot be told apart from
     a gap.
+
+    A channel idle for `ttl_ms` expires (its stream is gone) and may be
+    created again: a client whose position is that old may have missed a
+    whole life of the channel, so it resets.
     """
     if client_epoch != epoch:
         return "the history was lost (Redis started afresh)"
     at = position(since)
     if at is None:
         return "not a position"
+    if ttl_ms is not None:
+        # What is held now began no earlier than this (nothing held: now).
+        begun = stream.first or (stream.now_ms, 0)
+        if begun > at and begun[0] - at[0] >= ttl_ms:
+            return "the channel expired meanwhile"
     if at >= stream.last:
         return None
     if stream.deleted > at:
@@ -470,6 +486,7 @@ class PushSidecar:
         self.control_last: str | None = None
         # A read this long may have missed entries trimmed before it: checked.
         self.full_read = min(config.history, READ_COUNT)
+        self.ttl_ms = config.channel_ttl * 1000
         # Every client takes a place here from before its handshake until it leaves.
         self.cap = sidecar_clients.client_count(config.max_clients, config.clients_file)
         self._wake = asyncio.Event()
@@ -479,6 +496,7 @@ class PushSidecar:
         self.app.router.add_get("/ws", self.handle_ws)
         self.relay_task: asyncio.Task[None] | None = None
         self.expiry_task: asyncio.Task[None] | None = None
+        self.stats_task: asyncio.Task[None] | None = None
         self.app.on_startup.append(self._start_relay)
         self.app.on_shutdown.append(self._abort_clients)
         self.app.on_cleanup.append(self._stop_relay)
@@ -614,6 +632,7 @@ class PushSidecar:
         stream's newest entry on."""
         assert channel.last_id is not None
         stream = await self._snapshot(channel.key)
+        # Read all along, the relay saw every life of the channel: no expiry rule.
         if resume_problem(channel.last_id, self.epoch, str(self.epoch), stream) is None:
             return False
         newest = max(stream.last, position(channel.last_id) or (0, 0))
@@ -723,10 +742,37 @@ class PushSidecar:
                     self.end(sub, "expired", "token expired")
             self.revoked.forget_before(int((now - shared.MAX_TOKEN_TTL - 60) * 1000))
 
+    async def watch_redis(self) -> None:
+        """The memory Redis uses and may use, and how many channels it holds,
+        for the dashboard's endpoint; skipped while Redis is out of reach."""
+        pattern = shared.stream_key(self.config.prefix, "*")
+        while True:
+            try:
+                memory = await self.query.info("memory")
+                channels, cursor = 0, 0
+                while True:
+                    cursor, keys = await self.query.scan(
+                        cursor, match=pattern, count=1000, _type="stream"
+                    )
+                    channels += len(keys)
+                    if not cursor:
+                        break
+            except self.errors:
+                pass
+            else:
+                self.metrics.redis_memory.set(memory["used_memory"])
+                self.metrics.redis_maxmemory.set(memory["maxmemory"])
+                self.metrics.channels.set(channels)
+            await asyncio.sleep(REDIS_STATS_INTERVAL)
+
     async def _current_epoch(self) -> str:
         key = shared.epoch_key(self.config.prefix)
-        await self.query.set(key, secrets.token_urlsafe(12), nx=True)
-        return str(await self.query.get(key))
+        # Read first: a Redis that is full refuses every SET, even one that would not write.
+        epoch = await self.query.get(key)
+        if epoch is None:
+            await self.query.set(key, secrets.token_urlsafe(12), nx=True)
+            epoch = await self.query.get(key)
+        return str(epoch)
 
     async def _snapshot(self, key: str) -> StreamState:
         """The channel's history and Redis's clock, read in one transaction."""
@@ -897,7 +943,7 @@ class PushSidecar:
         the position the client then holds (None: it left)."""
         channel, client = sub.channel, sub.client
         stream = await self._snapshot(channel.key)
-        problem = resume_problem(since, client_epoch, str(self.epoch), stream)
+        problem = resume_problem(since, client_epoch, str(self.epoch), stream, self.ttl_ms)
         replayed, cursor = 0, since
         upto_pos = position(upto)
         assert upto_pos is not None
@@ -1007,13 +1053,14 @@ class PushSidecar:
     async def _start_relay(self, _app: web.Application) -> None:
         self.relay_task = asyncio.create_task(self.relay())
         self.expiry_task = asyncio.create_task(self.expire())
+        self.stats_task = asyncio.create_task(self.watch_redis())
 
     async def _abort_clients(self, _app: web.Application) -> None:
         for client in list(self.clients):
             self.drop(client, None)
 
     async def _stop_relay(self, _app: web.Application) -> None:
-        tasks = {t for t in (self.relay_task, self.expiry_task) if t is not None}
+        tasks = {t for t in (self.relay_task, self.expiry_task, self.stats_task) if t is not None}
         for task in tasks:
             task.cancel()
         if tasks:
@@ -1053,10 +1100,11 @@ async def serve(
 
     def essentials() -> dict[asyncio.Future[Any], str]:
         # Created by the app's on_startup hook.
-        assert push.relay_task is not None and push.expiry_task is not None
+        assert push.relay_task and push.expiry_task and push.stats_task
         return {
             push.relay_task: "push relay task ended",
             push.expiry_task: "push token expiry task ended",
+            push.stats_task: "push Redis statistics task ended",
         }
 
     await sidecar.serve_app(push.app, config, essentials, "the push channel", stop)

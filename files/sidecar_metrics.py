@@ -300,6 +300,26 @@ class Metrics:
                 "Frames of messages a push sidecar queued for its subscribers",
             ).labels(sidecar)
 
+            def gauge(name: str, text: str) -> Any:
+                # Every process of the sidecar reads the same Redis: the live ones' largest.
+                found = prometheus_client.Gauge(
+                    name, text, labels, registry=self._own, multiprocess_mode="livemax"
+                )
+                return found.labels(sidecar)
+
+            self.redis_memory = gauge(
+                "mod_wsgi_ws_sidecar_push_redis_memory_bytes",
+                "Memory the push channel's Redis uses (INFO used_memory)",
+            )
+            self.redis_maxmemory = gauge(
+                "mod_wsgi_ws_sidecar_push_redis_maxmemory_bytes",
+                "Memory the push channel's Redis may use before it refuses messages (0: no limit)",
+            )
+            self.channels = gauge(
+                "mod_wsgi_ws_sidecar_push_channels",
+                "Channels the push channel's Redis holds (one stream each)",
+            )
+
     def dropped_for(self, problem: str) -> None:
         self.dropped[drop_reason(problem)].inc()
 

@@ -199,10 +199,12 @@ async def main_async(args):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     problems = {}
-    missing_total = 0
+    missing_total = silently_missing = 0
     for index, client in enumerate(clients):
         found, missing = check(client, ok, maybe)
         missing_total += missing
+        # Missed, and never told to reset: the one outcome the push channel rules out.
+        silently_missing += 0 if client.resets else missing
         if found:
             problems[index] = found
     latencies = [value for c in clients for value in c.latencies]
@@ -217,6 +219,7 @@ async def main_async(args):
         "clients_with_problems": len(problems),
         "problem_samples": dict(list(problems.items())[:10]),
         "missing_total": missing_total,
+        "silently_missing_total": silently_missing,
         "duplicates_total": sum(c.duplicates for c in clients),
         "resets_total": sum(len(c.resets) for c in clients),
         "refusals_total": sum(len(c.refusals) for c in clients),

@@ -5,12 +5,15 @@
         subscribe through Apache (ws://127.0.0.1/push/ws); once subscribed, ask
         the demo application to publish each TEXT; once the sidecar answered the
         subscription (subscribed, refused...), create FILE, for a test to publish
-        after that; collect frames until N have come or S seconds passed
+        after that; collect frames until N have come or S seconds passed, and
+        the moment (Unix time) each came
     python3 push_probe.py publish CHANNEL TEXT [--count N]
         publish N messages {"text": "TEXT-i"} with the application's module
         (mod_wsgi_ws_sidecar_push, as root, which reads the sidecar's settings)
-    python3 push_probe.py token CHANNEL [--ttl S]
+    python3 push_probe.py token CHANNEL [--ttl S] [--subject WHO]
         a token for CHANNEL, signed by the application's module
+    python3 push_probe.py revoke [--subject WHO] [--channel CHANNEL]
+        the application's module revokes those tokens; prints when it returned
 
 Everything targets 127.0.0.1; every wait is bounded. Prints one JSON document.
 """
@@ -31,7 +34,7 @@ ANSWERS = ("subscribed", "refused", "reset")
 async def session(args):
     import aiohttp
 
-    frames, published, ready = [], [], False
+    frames, times, published, ready = [], [], [], False
     request = {"type": "subscribe", "channel": args.channel}
     if args.token:
         request["token"] = args.token
@@ -50,6 +53,7 @@ async def session(args):
                 break
             frame = json.loads(msg.data)
             frames.append(frame)
+            times.append(time.time())
             # The sidecar's answer to the subscription (a status frame may come first).
             if args.ready and not ready and frame.get("type") in ANSWERS:
                 open(args.ready, "w").close()
@@ -59,7 +63,7 @@ async def session(args):
                     form = {"channel": args.channel, "message": text}
                     async with http.post(PUBLISH_URL, data=form, timeout=5) as answer:
                         published.append([answer.status, (await answer.text()).strip()])
-    return {"frames": frames, "published": published}
+    return {"frames": frames, "times": times, "published": published}
 
 
 def publish(args):
@@ -76,7 +80,15 @@ def token(args):
     sys.path.insert(0, LIB)
     import mod_wsgi_ws_sidecar_push as push
 
-    return {"token": push.token(args.channel, ttl=args.ttl)}
+    return {"token": push.token(args.channel, ttl=args.ttl, subject=args.subject or None)}
+
+
+def revoke(args):
+    sys.path.insert(0, LIB)
+    import mod_wsgi_ws_sidecar_push as push
+
+    position = push.revoke(subject=args.subject or None, channel=args.channel or None)
+    return {"position": position, "at": time.time()}
 
 
 def main():
@@ -98,6 +110,10 @@ def main():
     sign = commands.add_parser("token")
     sign.add_argument("channel")
     sign.add_argument("--ttl", type=float, default=60)
+    sign.add_argument("--subject", default="")
+    end = commands.add_parser("revoke")
+    end.add_argument("--subject", default="")
+    end.add_argument("--channel", default="")
     args = parser.parse_args()
     if args.command == "session":
         if not (0 < args.frames <= 5000 and 0 < args.timeout <= 60):
@@ -107,6 +123,8 @@ def main():
         if not 0 < args.count <= 5000:
             parser.error("bounds: at most 5000 messages")
         result = publish(args)
+    elif args.command == "revoke":
+        result = revoke(args)
     else:
         result = token(args)
     print(json.dumps(result))

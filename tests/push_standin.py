@@ -142,6 +142,17 @@ class Streams:
             "max-deleted-entry-id": "0-0",
         }
 
+    async def info(self, section: str) -> dict[str, int]:
+        self._check()
+        assert section == "memory"
+        return {"used_memory": 1000 + sum(len(e) for e in self.streams.values()), "maxmemory": 0}
+
+    async def scan(self, cursor: int, match: str, count: int, _type: str) -> tuple[int, list[str]]:
+        """All at once: the sidecar must follow the cursor all the same."""
+        self._check()
+        assert match.endswith("*") and _type == "stream"
+        return 0, [key for key in self.streams if key.startswith(match[:-1])]
+
     def time(self) -> tuple[int, int]:
         now = time.time()
         return int(now), int(now % 1 * 1_000_000)

@@ -345,6 +345,16 @@ CASES = [
         ["sidecars[0].max_channels", "1 to 1000", "got 1001"],
     ),
     (
+        "push-channel-ttl-too-short",
+        {**PUSH_SECRETS, **sidecars({**PUSH, "channel_ttl": 5})},
+        ["sidecars[0].channel_ttl", "60 or more", "got 5"],
+    ),
+    (
+        "redis-maxmemory-too-small",
+        {**PUSH_SECRETS, "redis_maxmemory_mb": 1, **sidecars(PUSH)},
+        ["mod_wsgi_ws_sidecar_redis_maxmemory_mb", "got 1"],
+    ),
+    (
         "push-max-replay-zero",
         {**PUSH_SECRETS, **sidecars({**PUSH, "max_replay": 0})},
         ["sidecars[0].max_replay", "got 0"],
@@ -650,6 +660,7 @@ def test_a_push_sidecar_without_problems_and_what_it_derives() -> None:
         "history": 1000,
         "max_channels": 32,
         "max_replay": 1000,
+        "channel_ttl": 86400,
         "redis": {
             "url": "redis://127.0.0.1:6379/0",
             "username": "mod_wsgi_ws_sidecar",
@@ -671,6 +682,8 @@ def test_a_push_sidecar_without_problems_and_what_it_derives() -> None:
         "on_host": "",
         "username": "mod_wsgi_ws_sidecar",
         "ca_file": "",
+        "maxmemory_mb": 256,
+        "appendfsync": "everysec",
     }
     # The application imports the publisher from the role's lib directory.
     assert derived["app_python_path"] == [CONSTANTS["lib_dir"]]

@@ -178,6 +178,27 @@ def test_resume_or_reset(
     assert push_sidecar.resume_problem(since, client_epoch, "E", stream) == problem
 
 
+EXPIRED = "the channel expired meanwhile"
+
+
+@pytest.mark.parametrize(
+    ("since", "stream", "problem"),
+    [
+        # Gone: it may have lived and expired since, unless that is too recent to tell.
+        ("7-0", NEVER, EXPIRED),  # now 30, 23 ms later, a TTL of 20
+        ("15-0", NEVER, None),
+        # Created anew long after: a whole life of the channel may lie between.
+        ("1-0", state(first="25-0", last="26-0", length=2, added=2), EXPIRED),
+        ("10-0", state(first="25-0", last="26-0", length=2, added=2), None),
+        ("25-0", state(first="25-0", last="26-0", length=2, added=2), None),
+    ],
+)
+def test_a_client_older_than_the_channel_ttl_resets(
+    since: str, stream: push_sidecar.StreamState, problem: str | None
+) -> None:
+    assert push_sidecar.resume_problem(since, "E", "E", stream, ttl_ms=20) == problem
+
+
 def test_a_new_subscription_stands_after_everything_added_and_before_anything_later() -> None:
     assert push_sidecar.start_position(state(last="20-3")) == "20-3"
     # No message yet: the millisecond before Redis's now, older than any ID to come.
@@ -561,5 +582,25 @@ def test_a_cross_site_page_cannot_open_the_push_websocket() -> None:
             allowed = await client.ws_connect("/ws", headers={"Origin": "https://app.example"})
             assert (await subscribe(allowed, "news"))["type"] == "subscribed"
             await allowed.close()
+
+    run(scenario())
+
+
+def test_the_memory_redis_uses_and_its_channels_reach_the_metrics() -> None:
+    def sample(push: push_sidecar.PushSidecar, name: str) -> str | None:
+        for line in push.metrics.exposition()[0].decode().splitlines():
+            if line.startswith(f'{name}{{sidecar="push"}} '):
+                return line.split()[-1]
+        return None
+
+    async def scenario() -> None:
+        redis = Streams()
+        for channel in ("news", "orders.1", "orders.2"):
+            await redis.publish(channel, {"n": 1})
+        await redis.revoke(subject="user:7")  # the control stream is no channel
+        async with serving(redis) as (push, _client):
+            await wait_for(lambda: sample(push, "mod_wsgi_ws_sidecar_push_channels") == "3.0")
+            assert float(sample(push, "mod_wsgi_ws_sidecar_push_redis_memory_bytes") or 0) > 1000
+            assert sample(push, "mod_wsgi_ws_sidecar_push_redis_maxmemory_bytes") == "0.0"
 
     run(scenario())

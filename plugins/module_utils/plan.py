@@ -60,6 +60,7 @@ SIDECAR_DEFAULTS: dict[str, Any] = {
     "history": 1000,
     "max_channels": 32,
     "max_replay": 1000,
+    "channel_ttl": 86400,
     "fleet": False,
     "show_query_strings": False,
     "processes": None,
@@ -458,6 +459,11 @@ class Plan:
                 f"""{at}.max_channels must be a whole number of channels from 1 to
                 {MAX_CHANNELS}; got {s["max_channels"]}."""
             )
+        if not whole(s["channel_ttl"], 60):
+            self.problem(
+                f"""{at}.channel_ttl must be a whole number of seconds, 60 or more; got
+                {s["channel_ttl"]}."""
+            )
         if not whole(s["max_replay"], 1) or s["max_replay"] > MAX_HISTORY:
             self.problem(
                 f"""{at}.max_replay must be a whole number of messages from 1 to {MAX_HISTORY};
@@ -540,6 +546,16 @@ class Plan:
                 """mod_wsgi_ws_sidecar_push_token_secret must be set, with a push sidecar, to
                 at least 32 printable characters without spaces or quotes, the same on every
                 host (keep it in Ansible Vault)."""
+            )
+        if not whole(v["redis_maxmemory_mb"], 16):
+            self.problem(
+                f"""mod_wsgi_ws_sidecar_redis_maxmemory_mb must be a whole number of megabytes,
+                16 or more; got {v["redis_maxmemory_mb"]}."""
+            )
+        if v["redis_appendfsync"] not in ("everysec", "always"):
+            self.problem(
+                f"""mod_wsgi_ws_sidecar_redis_appendfsync must be everysec or always; got
+                "{v["redis_appendfsync"]}"."""
             )
         if v["redis_ca_file"] != "" and not matches(PATH, v["redis_ca_file"]):
             self.problem(
@@ -690,6 +706,7 @@ def settings(
             history=sidecar["history"],
             max_channels=sidecar["max_channels"],
             max_replay=sidecar["max_replay"],
+            channel_ttl=sidecar["channel_ttl"],
             # The password and the token secret are added on the host (with_secrets).
             redis={
                 "url": redis["url"],
@@ -750,6 +767,8 @@ def redis_plan(v: Mapping[str, Any], wanted: bool) -> dict[str, Any]:
         "on_host": v["redis_host"],
         "username": v["redis_username"],
         "ca_file": v["redis_ca_file"],
+        "maxmemory_mb": v["redis_maxmemory_mb"],
+        "appendfsync": v["redis_appendfsync"],
     }
 
 

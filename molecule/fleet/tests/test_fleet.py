@@ -18,6 +18,7 @@ from test_push import (
     REDIS_PASSWORD,
     TOKEN_SECRET,
     push_load_in_background,
+    push_probe,
     session_frames,
     wait_for_file,
 )
@@ -128,6 +129,28 @@ def test_a_message_published_on_one_web_host_reaches_every_web_host():
         assert (frames[1]["id"], frames[1]["data"]) == (position, {"text": "across"})
 
 
+def test_a_revocation_on_one_web_host_ends_the_subscriptions_on_every_web_host():
+    """The application on one web host revokes a user's tokens: that user's
+    subscriptions on both web hosts end within a second."""
+    web12, web13 = web_hosts()
+    (token,) = push_probe(web12, "token", "orders.7", "--subject", "user:revoked").values()
+    out, ready = "/opt/mws-test/revoked-session.json", "/opt/mws-test/revoked-ready"
+    for host in (web12, web13):
+        started = host.run(
+            "rm -f %s %s; (timeout 60 python3 %s session orders.7 --token %s --ready %s"
+            " --frames 2 --timeout 30 > %s.part && mv %s.part %s) >/dev/null 2>&1 &",
+            *(out, ready, PROBE, token, ready, out, out, out),
+        )
+        assert started.rc == 0, started.stderr
+    for host in (web12, web13):
+        wait_for_file(host, ready, 60)
+    revoked_at = push_probe(web13, "revoke", "--subject", "user:revoked")["at"]
+    for host in (web12, web13):
+        answer = json.loads(wait_for_file(host, out, 40, cat=True))
+        assert [f["type"] for f in answer["frames"]] == ["subscribed", "revoked"], answer
+        assert answer["times"][1] - revoked_at < 1.0, answer["times"][1] - revoked_at
+
+
 def endpoint(host) -> dict[str, float]:
     """The dashboard's Prometheus endpoint on a web host: sample -> value."""
     answer = Probe(host).http("/metrics/metrics")
@@ -156,6 +179,11 @@ def test_what_the_push_sidecar_counts_reaches_the_dashboards_endpoint():
         ):
             assert after[name] >= before.get(name, 0) + 1, (name, before.get(name), after[name])
         assert after[f"mod_wsgi_ws_sidecar_websockets_max{{{push}}}"] == 500
+        # What Redis holds, read by the push sidecar every 10 s.
+        assert after[f"mod_wsgi_ws_sidecar_push_channels{{{push}}}"] >= 1
+        assert after[f"mod_wsgi_ws_sidecar_push_redis_memory_bytes{{{push}}}"] > 0
+        maxmemory = after[f"mod_wsgi_ws_sidecar_push_redis_maxmemory_bytes{{{push}}}"]
+        assert maxmemory == 256 * 1024 * 1024
 
 
 def test_a_bad_variable_stops_the_run_before_any_web_host_leaves_the_balancer():

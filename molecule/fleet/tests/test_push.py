@@ -177,6 +177,19 @@ def test_a_signed_token_opens_its_private_channel(host):
     assert frames[1]["data"] == {"text": "shipped-0"}
 
 
+def test_a_token_subscription_ends_when_its_token_expires(host):
+    """Ended by the sidecar behind Apache, within its quarter-second check."""
+    token = push_probe(host, "token", "orders.7", "--ttl", "2", "--subject", "user:7")["token"]
+    answer = push_probe(
+        host, "session", "orders.7", "--token", token, "--frames", "2", "--timeout", "10"
+    )
+    subscribed, expired = answer["frames"]
+    assert subscribed["type"] == "subscribed" and 0 < subscribed["expires_in"] <= 2, subscribed
+    assert expired == {"type": "expired", "channel": "orders.7", "reason": "token expired"}
+    lasted = answer["times"][1] - answer["times"][0]
+    assert lasted <= subscribed["expires_in"] + 0.75, lasted
+
+
 def test_200_subscribers_get_every_message_once_in_order_across_reload_and_kill(host):
     """The app publishes 50 a second for 20 s; Apache reloads at 6 s and the
     sidecar is killed (kill -9) at 13 s; every subscriber resumes."""
@@ -218,6 +231,25 @@ def test_a_redis_restart_loses_nothing_and_publishing_fails_fast_meanwhile(host)
             failure
         )
     assert report["slowest_publish_s"] < 2.5, report
+
+
+def test_redis_killed_outright_while_publishing_loses_nothing_acknowledged(host):
+    """kill -9 of Redis 4 s into publishing, then started again: every
+    message publish() acknowledged reaches every subscriber, or the
+    subscriber is told to reset; none misses one in silence."""
+    mark, out = "/opt/mws-test/kill-redis-now", "/opt/mws-test/redis-kill.json"
+    host.run("rm -f %s", mark)
+    load = ("--clients", "50", "--rate", "50", "--seconds", "12", f"--event=4:touch {mark}")
+    push_load_in_background(host, out, *load)
+    wait_for_file(host, mark, 90)
+    redis = redis_host()
+    assert redis.run("pkill -9 -x redis-server").rc == 0
+    assert redis.run("systemctl start redis-server").rc == 0
+    report = json.loads(wait_for_file(host, out, 120, cat=True))
+    print(json.dumps({k: v for k, v in report.items() if k != "events"}))
+    assert report["published"] > 0 and report["subscribed_before_publishing"] == 50
+    assert report["silently_missing_total"] == 0, report["problem_samples"]
+    assert report["duplicates_total"] == 0, report["problem_samples"]
 
 
 def test_when_redis_loses_its_data_a_returning_client_resets(host):

@@ -2,10 +2,15 @@
 the web hosts (mod_wsgi_ws_sidecar_redis_host): bound to loopback and the
 host's address on the scenario's network, Debian's default user off, the
 push channel's user limited to streams on its own keys, the settings file
-without the password, append-only persistence on."""
+without the password, append-only persistence on; a memory limit that
+evicts nothing (full, publishing fails saying so); a channel's stream
+expiring a day after its last message; and a host that could not start
+Debian's Redis unit (no user namespaces) named before any change."""
 
-from conftest import scenario_hosts
-from test_push import REDIS_PASSWORD, redis_cli
+import time
+
+from conftest import run_playbook, scenario_hosts, stage_scripts
+from test_push import REDIS_PASSWORD, push_probe, redis_cli
 
 testinfra_hosts = ["ansible://redis"]
 
@@ -31,6 +36,7 @@ def test_the_settings_keep_the_password_out_and_persist_append_only(host):
     settings = host.file("/etc/redis/mod_wsgi_ws_sidecar.conf")
     assert (settings.user, settings.group, settings.mode) == ("root", "redis", 0o640)
     assert "appendonly yes" in settings.content_string
+    assert "maxmemory 256mb\nmaxmemory-policy noeviction" in settings.content_string
     assert REDIS_PASSWORD not in settings.content_string
     includes = host.file("/etc/redis/redis.conf").content_string.count(
         "include /etc/redis/mod_wsgi_ws_sidecar.conf"
@@ -44,3 +50,69 @@ def test_no_web_host_runs_a_redis_of_its_own(host):
     assert len(web_hosts) == 2
     for web in web_hosts:
         assert not web.package("redis-server").is_installed, web.backend.get_hostname()
+
+
+KEY = "mod_wsgi_ws_sidecar:push:channel:demo.expiring"
+# The moment of the last PEXPIREAT of a key in the append-only files.
+LAST_EXPIRY = (
+    "import glob, sys\n"
+    "lines = b''.join(open(p, 'rb').read() for p in sorted(glob.glob("
+    "'/var/lib/redis/appendonlydir/*.incr.aof'))).split(b'\\r\\n')\n"
+    "found = [lines[i + 4] for i, line in enumerate(lines)"
+    " if line == b'PEXPIREAT' and lines[i + 2] == sys.argv[1].encode()]\n"
+    "print(found[-1].decode())\n"
+)
+
+
+def web_host():
+    return next(h for h in scenario_hosts() if h.backend.get_hostname().endswith("12"))
+
+
+def test_a_channel_expires_a_day_after_its_last_message(host):
+    """The append-only file holds each EXPIRE as the moment it falls (PEXPIREAT)."""
+    push_probe(web_host(), "publish", "demo.expiring", "x")
+    published = time.time()
+    expires_at = int(host.check_output("python3 -c %s %s", LAST_EXPIRY, KEY)) / 1000
+    assert abs(expires_at - (published + 86400)) < 60, (expires_at, published)
+
+
+def test_a_full_redis_refuses_publishing_with_a_clear_error(host):
+    include = "/etc/redis/mod_wsgi_ws_sidecar.conf"
+    web = web_host()
+    stage_scripts(web, "push_probe.py")
+    lowered = host.run(
+        f"cp {include} {include}.keep && sed -i 's/^maxmemory .*/maxmemory 1mb/' {include}"
+        " && systemctl restart redis-server"
+    )
+    assert lowered.rc == 0, lowered.stderr
+    try:
+        answer = web.run(
+            "python3 -c %s",
+            "import urllib.request, urllib.error\n"
+            "url = 'http://127.0.0.1/push-demo/publish'\n"
+            "try:\n"
+            "    urllib.request.urlopen(url, b'channel=demo&message=x', 10)\n"
+            "except urllib.error.HTTPError as e:\n"
+            "    print(e.code, e.read().decode())\n",
+        )
+    finally:
+        restored = host.run(f"mv {include}.keep {include} && systemctl restart redis-server")
+        assert restored.rc == 0, restored.stderr
+    assert answer.stdout.startswith("503 cannot publish to push channel 'demo'"), answer.stdout
+    assert "is full (its maxmemory); it evicts no history" in answer.stdout, answer.stdout
+    # With room again, publishing works.
+    assert push_probe(web, "publish", "demo", "after")["positions"]
+
+
+def test_a_redis_host_without_user_namespaces_is_named_before_any_change(host):
+    """The scenario's own drop-in (prepare.yml) set aside, the role stops at
+    its checks with what to do, instead of systemd's bare error."""
+    dropin = "/etc/systemd/system/redis-server.service.d/test-bed.conf"
+    assert host.run(f"mv {dropin} {dropin}.aside").rc == 0
+    try:
+        run = run_playbook(check=True, limit="webservers[0],redis")
+    finally:
+        assert host.run(f"mv {dropin}.aside {dropin}").rc == 0
+    assert run.returncode != 0
+    assert "asks systemd for a user namespace (PrivateUsers=true)" in run.output, run.output[-3000:]
+    assert "PrivateUsers=false" in run.output
