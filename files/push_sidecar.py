@@ -744,7 +744,9 @@ class PushSidecar:
 
     async def watch_redis(self) -> None:
         """The memory Redis uses and may use, and how many channels it holds,
-        for the dashboard's endpoint; skipped while Redis is out of reach."""
+        for the dashboard (its page and endpoint) through its metrics
+        directory; skipped while Redis is out of reach."""
+        assert self.config.metrics_dir is not None
         pattern = shared.stream_key(self.config.prefix, "*")
         while True:
             try:
@@ -760,9 +762,14 @@ class PushSidecar:
             except self.errors:
                 pass
             else:
-                self.metrics.redis_memory.set(memory["used_memory"])
-                self.metrics.redis_maxmemory.set(memory["maxmemory"])
-                self.metrics.channels.set(channels)
+                sidecar_metrics.write_redis_stats(
+                    self.config.metrics_dir,
+                    self.config.name,
+                    int(memory["used_memory"]),
+                    int(memory["maxmemory"]),
+                    channels,
+                    time.time(),
+                )
             await asyncio.sleep(REDIS_STATS_INTERVAL)
 
     async def _current_epoch(self) -> str:
@@ -1053,7 +1060,8 @@ class PushSidecar:
     async def _start_relay(self, _app: web.Application) -> None:
         self.relay_task = asyncio.create_task(self.relay())
         self.expiry_task = asyncio.create_task(self.expire())
-        self.stats_task = asyncio.create_task(self.watch_redis())
+        if self.config.metrics_dir is not None:  # a dashboard reads it
+            self.stats_task = asyncio.create_task(self.watch_redis())
 
     async def _abort_clients(self, _app: web.Application) -> None:
         for client in list(self.clients):
@@ -1100,12 +1108,14 @@ async def serve(
 
     def essentials() -> dict[asyncio.Future[Any], str]:
         # Created by the app's on_startup hook.
-        assert push.relay_task and push.expiry_task and push.stats_task
-        return {
+        assert push.relay_task and push.expiry_task
+        tasks = {
             push.relay_task: "push relay task ended",
             push.expiry_task: "push token expiry task ended",
-            push.stats_task: "push Redis statistics task ended",
         }
+        if push.stats_task is not None:
+            tasks[push.stats_task] = "push Redis statistics task ended"
+        return tasks
 
     await sidecar.serve_app(push.app, config, essentials, "the push channel", stop)
 

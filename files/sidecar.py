@@ -567,6 +567,8 @@ class Sidecar:
                 lambda: self.snapshot, config.routes, summarise, active_workers
             )
         )
+        if config.metrics_dir is not None:  # the push sidecars' Redis, as they read it
+            self.metrics.add_collector(sidecar_metrics.RedisStatsCollector(config.metrics_dir))
         self._source = metrics_source
         self._clock = clock
         # With a fleet: the rows, and (tests pass their own) its Redis and its errors.
@@ -604,6 +606,8 @@ class Sidecar:
             payload = build_payload(
                 snapshot, self.seq, now, self.trends, self.fleet, self.config.show_query_strings
             )
+            if self.config.metrics_dir is not None and payload["type"] == "snapshot":
+                payload["push"] = sidecar_metrics.read_redis_stats(self.config.metrics_dir, now)
             text = encode(payload)
         except Exception as exc:
             payload = error_payload(self.seq, self._clock(), f"scoreboard read failed: {exc!r}")

@@ -18,9 +18,11 @@ this module imports it only in open_metrics, after the directory is set.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -237,6 +239,75 @@ class ApacheCollector:
         )
 
 
+# --- the push channel's Redis, as its push sidecars read it -------------------------------
+
+# Each push sidecar writes what it last read of its Redis here (redis-NAME.json
+# in the metrics directory), every REDIS_STATS_INTERVAL; older is stale.
+REDIS_STATS_GLOB = "redis-*.json"
+REDIS_STATS_FRESH = 30.0
+
+
+def write_redis_stats(
+    directory: str, sidecar: str, used_memory: int, maxmemory: int, channels: int, now: float
+) -> None:
+    """Replaces the sidecar's file at once: a reader never sees half of it."""
+    path = os.path.join(directory, f"redis-{sidecar}.json")
+    stats = {"sidecar": sidecar, "time": now, "used_memory": used_memory}
+    stats |= {"maxmemory": maxmemory, "channels": channels}
+    part = f"{path}.{os.getpid()}.part"
+    with open(part, "w", encoding="utf-8") as fh:
+        json.dump(stats, fh)
+    os.replace(part, path)
+
+
+def read_redis_stats(directory: str, now: float) -> list[dict[str, Any]]:
+    """The fresh files of every push sidecar, by name; unreadable ones left out."""
+    found = []
+    for path in sorted(glob.glob(os.path.join(directory, REDIS_STATS_GLOB))):
+        try:
+            with open(path, encoding="utf-8") as fh:
+                stats = json.load(fh)
+            fresh = 0 <= now - float(stats["time"]) <= REDIS_STATS_FRESH
+            figures = [int(stats[k]) for k in ("used_memory", "maxmemory", "channels")]
+        except (OSError, ValueError, TypeError, KeyError):
+            continue
+        if fresh:
+            used, most, channels = figures
+            found.append(
+                {"name": str(stats["sidecar"]), "used_memory": used, "maxmemory": most}
+                | {"channels": channels}
+            )
+    return found
+
+
+def redis_families(stats: Sequence[Mapping[str, Any]]) -> Iterator[Any]:
+    from prometheus_client.core import GaugeMetricFamily
+
+    for name, key, text in (
+        ("push_redis_memory_bytes", "used_memory", "Memory the push channel's Redis uses"),
+        (
+            "push_redis_maxmemory_bytes",
+            "maxmemory",
+            "Memory the push channel's Redis may use before it refuses messages (0: no limit)",
+        ),
+        ("push_channels", "channels", "Channels the push channel's Redis holds (a stream each)"),
+    ):
+        family = GaugeMetricFamily(f"mod_wsgi_ws_sidecar_{name}", text, labels=["sidecar"])
+        for one in stats:
+            family.add_metric([one["name"]], one[key])
+        yield family
+
+
+class RedisStatsCollector:
+    """A prometheus-client collector over the push sidecars' files."""
+
+    def __init__(self, directory: str) -> None:
+        self._directory = directory
+
+    def collect(self) -> Iterator[Any]:
+        yield from redis_families(read_redis_stats(self._directory, time.time()))
+
+
 # --- what each built-in sidecar counts -----------------------------------------------------
 
 
@@ -299,26 +370,6 @@ class Metrics:
                 "mod_wsgi_ws_sidecar_push_deliveries",
                 "Frames of messages a push sidecar queued for its subscribers",
             ).labels(sidecar)
-
-            def gauge(name: str, text: str) -> Any:
-                # Every process of the sidecar reads the same Redis: the live ones' largest.
-                found = prometheus_client.Gauge(
-                    name, text, labels, registry=self._own, multiprocess_mode="livemax"
-                )
-                return found.labels(sidecar)
-
-            self.redis_memory = gauge(
-                "mod_wsgi_ws_sidecar_push_redis_memory_bytes",
-                "Memory the push channel's Redis uses (INFO used_memory)",
-            )
-            self.redis_maxmemory = gauge(
-                "mod_wsgi_ws_sidecar_push_redis_maxmemory_bytes",
-                "Memory the push channel's Redis may use before it refuses messages (0: no limit)",
-            )
-            self.channels = gauge(
-                "mod_wsgi_ws_sidecar_push_channels",
-                "Channels the push channel's Redis holds (one stream each)",
-            )
 
     def dropped_for(self, problem: str) -> None:
         self.dropped[drop_reason(problem)].inc()

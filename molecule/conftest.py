@@ -290,13 +290,15 @@ def run_playbook(
     check: bool = False,
     verbose: bool = False,
     limit: str | None = None,
+    playbook: str | None = None,
 ) -> PlaybookRun:
-    """Runs the scenario's converge playbook again on all its hosts (or those
-    `limit` names), as Molecule does. extra_vars override the playbook's own
-    (a user changing a variable); verbose adds -vvv."""
+    """Runs the scenario's converge playbook (or `playbook`, a file of the
+    scenario's) again on all its hosts (or those `limit` names), as Molecule
+    does. extra_vars override the playbook's own (a user changing a
+    variable); verbose adds -vvv."""
     scenario = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
     config = yaml.safe_load((scenario / "molecule.yml").read_text())
-    playbook = scenario / config["provisioner"]["playbooks"]["converge"]
+    playbook = scenario / (playbook or config["provisioner"]["playbooks"]["converge"])
     command = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(playbook)]
     if check:
         command += ["--check", "--diff"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -14,6 +15,7 @@ import mod_wsgi_ws_sidecar_push as shared
 import push_sidecar
 import pytest
 import sidecar
+import sidecar_metrics
 from push_standin import (
     NAME,
     PREFIX,
@@ -586,21 +588,18 @@ def test_a_cross_site_page_cannot_open_the_push_websocket() -> None:
     run(scenario())
 
 
-def test_the_memory_redis_uses_and_its_channels_reach_the_metrics() -> None:
-    def sample(push: push_sidecar.PushSidecar, name: str) -> str | None:
-        for line in push.metrics.exposition()[0].decode().splitlines():
-            if line.startswith(f'{name}{{sidecar="push"}} '):
-                return line.split()[-1]
-        return None
-
+def test_the_memory_redis_uses_and_its_channels_reach_the_dashboards_directory(
+    tmp_path: Path,
+) -> None:
     async def scenario() -> None:
         redis = Streams()
         for channel in ("news", "orders.1", "orders.2"):
             await redis.publish(channel, {"n": 1})
         await redis.revoke(subject="user:7")  # the control stream is no channel
-        async with serving(redis) as (push, _client):
-            await wait_for(lambda: sample(push, "mod_wsgi_ws_sidecar_push_channels") == "3.0")
-            assert float(sample(push, "mod_wsgi_ws_sidecar_push_redis_memory_bytes") or 0) > 1000
-            assert sample(push, "mod_wsgi_ws_sidecar_push_redis_maxmemory_bytes") == "0.0"
+        async with serving(redis, metrics_dir=str(tmp_path)) as (_push, _client):
+            await wait_for(lambda: (tmp_path / "redis-push.json").exists())
+        (stats,) = sidecar_metrics.read_redis_stats(str(tmp_path), time.time())
+        assert stats["name"] == "push" and stats["channels"] == 3
+        assert stats["used_memory"] > 1000 and stats["maxmemory"] == 0
 
     run(scenario())

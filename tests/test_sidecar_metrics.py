@@ -8,6 +8,7 @@ molecule/default."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -244,3 +245,51 @@ def test_a_directory_set_after_prometheus_client_was_imported_is_refused(tmp_pat
     # This test process imported prometheus_client at the top: its values live in memory.
     with pytest.raises(RuntimeError, match="imported before its directory was set"):
         sidecar_metrics.open_metrics("push", str(tmp_path))
+
+
+# --- the push channel's Redis, through the dashboard ---------------------------------------
+
+
+def test_what_a_push_sidecar_read_of_its_redis_is_read_back_while_fresh(tmp_path: Path) -> None:
+    directory = str(tmp_path)
+    sidecar_metrics.write_redis_stats(directory, "push", 5_000_000, 268435456, 42, now=1000.0)
+    sidecar_metrics.write_redis_stats(directory, "old", 1, 2, 3, now=900.0)
+    (tmp_path / "redis-broken.json").write_text("{not json")
+    assert sidecar_metrics.read_redis_stats(directory, 1010.0) == [
+        {"name": "push", "used_memory": 5_000_000, "maxmemory": 268435456, "channels": 42}
+    ]
+    # Stale past 30 s: a push sidecar that stopped reading is no longer shown.
+    assert sidecar_metrics.read_redis_stats(directory, 1031.0) == []
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_the_push_sidecars_redis_on_the_endpoint_and_in_the_frames(
+    tmp_path: Path, synthetic: dict
+) -> None:
+    directory = str(tmp_path)
+    config = sidecar.Config(
+        name="metrics-sidecar", poll_interval=0.05, max_clients=5, metrics_dir=directory
+    )
+
+    async def scenario() -> tuple[dict, dict]:
+        import time
+
+        sidecar_metrics.write_redis_stats(directory, "push", 5_000_000, 0, 42, now=time.time())
+        sc = sidecar.Sidecar(
+            config, lambda: synthetic, metrics=sidecar_metrics.Metrics(config.name, None)
+        )
+        async with TestClient(TestServer(sc.app)) as client:
+            ws = await client.ws_connect("/ws")
+            frame = json.loads(await ws.receive_str())
+            text = await (await client.get("/metrics")).text()
+            await ws.close()
+            return frame, samples(text)
+
+    frame, got = asyncio.run(asyncio.wait_for(scenario(), 15))
+    assert frame["push"] == [
+        {"name": "push", "used_memory": 5_000_000, "maxmemory": 0, "channels": 42}
+    ]
+    push = (("sidecar", "push"),)
+    assert got[("mod_wsgi_ws_sidecar_push_channels", push)] == 42
+    assert got[("mod_wsgi_ws_sidecar_push_redis_memory_bytes", push)] == 5_000_000
+    assert got[("mod_wsgi_ws_sidecar_push_redis_maxmemory_bytes", push)] == 0

@@ -10,10 +10,11 @@ exactly once and in order. Clients run inside the containers:
 on a web host against its loopback, or on the balancer against its own."""
 
 import json
+import time
 
 import pytest
 from conftest import Probe, run_playbook, scenario_hosts, stage_scripts
-from test_push import (
+from push_tests import (
     PROBE,
     REDIS_PASSWORD,
     TOKEN_SECRET,
@@ -179,11 +180,27 @@ def test_what_the_push_sidecar_counts_reaches_the_dashboards_endpoint():
         ):
             assert after[name] >= before.get(name, 0) + 1, (name, before.get(name), after[name])
         assert after[f"mod_wsgi_ws_sidecar_websockets_max{{{push}}}"] == 500
-        # What Redis holds, read by the push sidecar every 10 s.
+        # What Redis holds, as the push sidecar read it (every 10 s: until
+        # a reading after this message's channel was made).
+        redis = redis_reading(host)
+        assert redis["maxmemory"] == 256 * 1024 * 1024 and redis["used_memory"] > 0, redis
+        after = endpoint(host)
         assert after[f"mod_wsgi_ws_sidecar_push_channels{{{push}}}"] >= 1
         assert after[f"mod_wsgi_ws_sidecar_push_redis_memory_bytes{{{push}}}"] > 0
-        maxmemory = after[f"mod_wsgi_ws_sidecar_push_redis_maxmemory_bytes{{{push}}}"]
-        assert maxmemory == 256 * 1024 * 1024
+        assert after[f"mod_wsgi_ws_sidecar_push_redis_maxmemory_bytes{{{push}}}"] == 256 << 20
+
+
+def redis_reading(host) -> dict:
+    """The push sidecar's reading of Redis in the dashboard's frames, once it
+    counts a channel (bounded: two readings' time)."""
+    deadline = time.monotonic() + 25
+    while True:
+        frame = Probe(host).ws("/metrics/ws", frames=1, timeout=10)["frames"][-1]["data"]
+        (redis,) = frame["push"]
+        if redis["channels"] >= 1 or time.monotonic() > deadline:
+            assert redis["name"] == "push" and redis["channels"] >= 1, redis
+            return redis
+        time.sleep(1)
 
 
 def test_a_bad_variable_stops_the_run_before_any_web_host_leaves_the_balancer():

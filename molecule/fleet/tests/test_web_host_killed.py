@@ -12,8 +12,8 @@ import subprocess
 import time
 
 from conftest import browse
+from push_tests import push_load_in_background, wait_for_file
 from test_fleet import fleet_host, fleet_rows, server_states
-from test_push import push_load_in_background, wait_for_file
 
 CLIENTS = 100
 
