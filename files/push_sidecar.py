@@ -12,8 +12,12 @@ comes back after a network blip, a restart of this process or of Apache
 asks for what followed its last position and gets exactly that, once and in
 order, before any newer message; if the history no longer reaches back that
 far, or Redis lost its data (a new epoch), it is told to reset instead of
-silently missing messages. A channel is private unless it matches
-`public_channels`: subscribing needs a token the application signed.
+silently missing messages (what proves a replay complete: resume_problem).
+A channel is private unless it matches `public_channels`: subscribing needs
+a token the application signed, and the subscription ends when the token
+expires (unless the client renews it) or the application revokes it.
+Whatever a browser sends, what it can make this process hold or do is
+bounded (docs/push.md).
 
 Runs as a mod_wsgi service script (run_service), like the dashboard.
 """

@@ -40,6 +40,17 @@ TOKEN_SECRET = "molecule-token-secret-0123456789abcdefghij"
 REDIS_USER = "mod_wsgi_ws_sidecar"
 
 
+# The demo application asked to publish; prints its status and answer if it refuses.
+REFUSED_PUBLISH = (
+    "import urllib.request, urllib.error\n"
+    "url = 'http://127.0.0.1/push-demo/publish'\n"
+    "try:\n"
+    "    urllib.request.urlopen(url, b'channel=demo&message=x', 10)\n"
+    "except urllib.error.HTTPError as e:\n"
+    "    print(e.code, e.read().decode())\n"
+)
+
+
 def push_probe(host, *args: str) -> dict:
     stage_scripts(host, "push_probe.py")
     result = host.run("timeout 90 python3 %s" + " %s" * len(args), PROBE, *args)
@@ -300,12 +311,7 @@ def test_publishing_while_redis_is_down_is_a_quick_clear_error(host):
         started = time.monotonic()
         answer = host.run(
             "python3 -c %s",
-            "import urllib.request, urllib.error\n"
-            "url = 'http://127.0.0.1/push-demo/publish'\n"
-            "try:\n"
-            "    urllib.request.urlopen(url, b'channel=demo&message=x', 10)\n"
-            "except urllib.error.HTTPError as e:\n"
-            "    print(e.code, e.read().decode())\n",
+            REFUSED_PUBLISH,
         )
         took = time.monotonic() - started
     finally:

@@ -47,6 +47,18 @@ async def silent_client(port: int, request: dict[str, Any]) -> socket.socket:
     return sock
 
 
+async def replayer_that_never_reads(redis: Streams, client: Any) -> socket.socket:
+    """A client that saw the channel demo.big when it was empty, comes back
+    after 300 messages of 60 KB to be replayed them all, and reads none."""
+    async with client.ws_connect("/ws") as ws:
+        first = await subscribe(ws, "demo.big")
+    for _ in range(300):
+        await redis.publish("demo.big", BIG, maxlen=300)
+    request = {"type": "subscribe", "channel": "demo.big"}
+    request |= {"since": first["position"], "epoch": first["epoch"]}
+    return await silent_client(client.server.port, request)
+
+
 async def most_unsent(push: push_sidecar.PushSidecar, until: Any) -> int:
     """The largest count of unsent bytes any client had in the sidecar,
     sampled until `until()`. A client that never reads cannot lower it, so
@@ -62,20 +74,14 @@ async def most_unsent(push: push_sidecar.PushSidecar, until: Any) -> int:
 def test_a_client_that_never_reads_cannot_make_a_replay_queue_past_the_limit(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="push")
     """300 messages of 60 KB asked for again (18 MB): the sidecar holds at
     most its buffer limit for the client, then drops it."""
+    caplog.set_level(logging.WARNING, logger="push")
 
     async def scenario() -> None:
         redis = Streams()
         async with serving(redis, max_send_buffer=LIMIT, history=300) as (push, client):
-            async with client.ws_connect("/ws") as ws:
-                first = await subscribe(ws, "demo.big")
-            for _ in range(300):
-                await redis.publish("demo.big", BIG, maxlen=300)
-            request = {"type": "subscribe", "channel": "demo.big"}
-            request |= {"since": first["position"], "epoch": first["epoch"]}
-            sock = await silent_client(client.server.port, request)
+            sock = await replayer_that_never_reads(redis, client)
             try:
                 await wait_for(lambda: len(push.clients) == 1)
                 peak = await asyncio.wait_for(most_unsent(push, lambda: not push.clients), 10)
@@ -96,13 +102,7 @@ def test_live_messages_waiting_behind_a_stuck_replay_are_bounded(
         redis = Streams()
         overrides = {"max_send_buffer": LIMIT, "history": 300, "send_timeout": 10.0}
         async with serving(redis, **overrides) as (push, client):
-            async with client.ws_connect("/ws") as ws:
-                first = await subscribe(ws, "demo.big")
-            for _ in range(300):
-                await redis.publish("demo.big", BIG, maxlen=300)
-            request = {"type": "subscribe", "channel": "demo.big"}
-            request |= {"since": first["position"], "epoch": first["epoch"]}
-            sock = await silent_client(client.server.port, request)
+            sock = await replayer_that_never_reads(redis, client)
             try:
                 await wait_for(lambda: "demo.big" in push.channels)
                 # Five more live messages (300 KB) than its stuck replay leaves room for.

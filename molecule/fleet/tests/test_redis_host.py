@@ -10,7 +10,7 @@ in a container named with the reason."""
 import time
 
 from conftest import run_playbook, scenario_hosts, stage_scripts
-from push_tests import REDIS_PASSWORD, push_probe, redis_cli
+from push_tests import REDIS_PASSWORD, REFUSED_PUBLISH, push_probe, redis_cli
 
 testinfra_hosts = ["ansible://redis"]
 
@@ -88,12 +88,7 @@ def test_a_full_redis_refuses_publishing_with_a_clear_error(host):
     try:
         answer = web.run(
             "python3 -c %s",
-            "import urllib.request, urllib.error\n"
-            "url = 'http://127.0.0.1/push-demo/publish'\n"
-            "try:\n"
-            "    urllib.request.urlopen(url, b'channel=demo&message=x', 10)\n"
-            "except urllib.error.HTTPError as e:\n"
-            "    print(e.code, e.read().decode())\n",
+            REFUSED_PUBLISH,
         )
     finally:
         restored = host.run(f"mv {include}.keep {include} && systemctl restart redis-server")
