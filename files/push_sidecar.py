@@ -697,7 +697,10 @@ class PushSidecar:
         if self.epoch is not None and epoch != self.epoch:
             log.warning("Redis lost the push history (new epoch): every subscriber resets")
             self.epoch = epoch
-            for channel in list(self.channels.values()):
+            # Those subscribed before it, taken now: one that subscribes while
+            # this reads Redis below already started from the new epoch.
+            before = [(ch, list(ch.subscribers.values())) for ch in self.channels.values()]
+            for channel, subs in before:
                 channel.last_id = start_position(await self._snapshot(channel.key))
                 text = control_text(
                     "reset",
@@ -706,8 +709,9 @@ class PushSidecar:
                     position=channel.last_id,
                     reason="the history was lost (Redis started afresh)",
                 )
-                for sub in list(channel.subscribers.values()):
-                    self.send_text(sub.client, text)
+                for sub in subs:
+                    if channel.subscribers.get(sub.client) is sub:
+                        self.send_text(sub.client, text)
         self.epoch = epoch
 
     async def _read_revocations(self) -> None:

@@ -59,6 +59,7 @@ class Streams:
         self.values: dict[str, str] = {}
         self.down = False
         self.range_delay = 0.0
+        self.snapshot_delay = 0.0
         self.changed = asyncio.Condition()
         self._last = (0, 0)
 
@@ -196,6 +197,7 @@ class Transaction:
 
     async def execute(self, raise_on_error: bool) -> list:
         assert not raise_on_error
+        await asyncio.sleep(self.redis.snapshot_delay)
         self.redis._check()
         return [command() for command in self.queued]
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 
+import mod_wsgi_ws_sidecar_push as shared
 import pytest
-from push_standin import Streams, messages, receive, run, serving, subscribe
+from push_standin import PREFIX, Streams, messages, receive, run, serving, subscribe
 
 TOO_FAR = "the history no longer reaches back that far"
 
@@ -126,5 +127,30 @@ def test_a_client_moving_to_a_host_that_is_behind_gets_nothing_twice() -> None:
             assert [m["id"] for m in await messages(ws, 1)] == [newer]
             with pytest.raises(TimeoutError):
                 await ws.receive(timeout=0.3)
+
+    run(scenario())
+
+
+def test_subscribers_who_came_after_redis_lost_its_data_are_not_told_to_reset() -> None:
+    """A sidecar idle while Redis lost its data learns it from the first of
+    many subscribes at once; those already on the new epoch get no reset."""
+
+    async def scenario() -> None:
+        redis = Streams()
+        async with serving(redis) as (push, client):
+            redis.lose_everything()
+            redis.values[shared.epoch_key(PREFIX)] = "E2"
+            redis.snapshot_delay = 0.05  # each read of a channel's state takes a while
+            sockets = [await client.ws_connect("/ws") for _ in range(20)]
+            for ws in sockets:
+                await ws.send_json({"type": "subscribe", "channel": "news"})
+            for ws in sockets:
+                answer = await receive(ws)
+                assert (answer["type"], answer["epoch"]) == ("subscribed", "E2"), answer
+            for ws in sockets:
+                with pytest.raises(TimeoutError):
+                    await ws.receive(timeout=0.1)
+                await ws.close()
+            assert push.epoch == "E2"
 
     run(scenario())
