@@ -76,6 +76,12 @@ class Tally:
         self.seen = [0] * count
         self.subscribed_ones: set[int] = set()
         self.all_subscribed = asyncio.Event()
+        # Why attempts failed: the upgrade refused (its status line), no
+        # connection, or the subscription refused (its reason): reason -> count.
+        self.refusals: dict[str, int] = {}
+
+    def refused(self, reason: str) -> None:
+        self.refusals[reason] = self.refusals.get(reason, 0) + 1
 
     def subscribed(self, index: int) -> None:
         self.subscribed_ones.add(index)
@@ -98,6 +104,8 @@ def role_handler(tally: Tally, index: int) -> Any:
             tally.received(index, frame["data"])
         elif frame["type"] == "subscribed":
             tally.subscribed(index)
+        elif frame["type"] == "refused":
+            tally.refused(f"subscription refused: {frame['reason']}")
 
     return on_text
 
@@ -112,6 +120,8 @@ def fleet_handler(tally: Tally, index: int) -> Any:
             tally.received(index, json.loads(frame["data"]["text"]))
         elif frame["type"] == "subscribed":
             tally.subscribed(index)
+        elif frame["type"] == "refused":
+            tally.refused(f"subscription refused: {frame['reason']}")
 
     return on_text
 
@@ -161,7 +171,8 @@ async def subscribers(target: str, count: int, ready: Any, expected: int, settle
         for _attempt in range(30):
             try:
                 socket = await lean_ws.connect("127.0.0.1", port, path, handler(tally, index))
-            except (TimeoutError, ConnectionError, OSError):
+            except (TimeoutError, ConnectionError, OSError) as exc:
+                tally.refused(str(exc) or type(exc).__name__)
                 await asyncio.sleep(0.5)
                 continue
             sockets.append(socket)
@@ -184,6 +195,7 @@ async def subscribers(target: str, count: int, ready: Any, expected: int, settle
         tally.worst,
         cpu_from,
     )
+    result["refusals"] = tally.refusals
     for socket in sockets:
         socket.close()
     for task in tasks:
@@ -217,6 +229,14 @@ def summary(
         "worst": worst,
         "cpu_seconds": time.process_time() - cpu_from,
     }
+
+
+def merged_refusals(counts: list[dict[str, int]]) -> dict[str, int]:
+    merged: dict[str, int] = {}
+    for one in counts:
+        for reason, count in one.items():
+            merged[reason] = merged.get(reason, 0) + count
+    return dict(sorted(merged.items(), key=lambda item: -item[1]))
 
 
 def child(target: str, count: int, pipe: Any, expected: int, settle: float) -> None:
@@ -389,6 +409,7 @@ def measure(
         "deliveries": sum(r["received"] for r in results),
         "expected_deliveries": subscribed * messages,
         "lost": sum(r["lost"] for r in results),
+        "refusals": merged_refusals([r["refusals"] for r in results]),
         "p50_ms": ms(percentile(delays, 0.5)),
         "p99_ms": ms(percentile(delays, 0.99)),
         "max_ms": ms(delays[-1] if delays else None),

@@ -49,6 +49,12 @@ log = logging.getLogger("push")
 BLOCK_MS = 500
 # Entries taken per stream per read; more wait for the next read, in order.
 READ_COUNT = 500
+# Connections for everything but the relay's read: each subscribe takes one
+# for a round trip or two (under a millisecond on a LAN), so 8 serve
+# thousands of subscribes a second; past them a command waits up to
+# REDIS_POOL_WAIT seconds, then the subscribe is refused as unavailable.
+REDIS_POOL = 8
+REDIS_POOL_WAIT = 5.0
 # Backoff between attempts to reach Redis again.
 RETRY_FIRST, RETRY_MAX = 0.5, 5.0
 MAX_CLIENT_MESSAGE = 4096
@@ -1085,8 +1091,11 @@ class PushSidecar:
 
 
 def redis_clients(config: PushConfig) -> tuple[Any, Any, tuple[type, ...]]:
-    """The relay's connection (its reads block), the one for everything else,
-    and the exceptions that mean Redis is out of reach."""
+    """The relay's connection (its reads block), the pool for everything else,
+    and the exceptions that mean Redis is out of reach. Both are bounded: a
+    burst of thousands of subscribes waits for a free connection instead of
+    opening one each, which would take the descriptors the clients need
+    (sidecar_clients.FD_RESERVE)."""
     import redis
     import redis.asyncio
 
@@ -1098,11 +1107,22 @@ def redis_clients(config: PushConfig) -> tuple[Any, Any, tuple[type, ...]]:
     }
     if config.redis_ca_file:
         options["ssl_ca_certs"] = config.redis_ca_file
-    feed = redis.asyncio.Redis.from_url(
-        config.redis_url, socket_timeout=BLOCK_MS / 1000 + 5, **options
+    pool = redis.asyncio.BlockingConnectionPool
+    feed = pool.from_url(
+        config.redis_url, max_connections=1, socket_timeout=BLOCK_MS / 1000 + 5, **options
     )
-    query = redis.asyncio.Redis.from_url(config.redis_url, socket_timeout=5, **options)
-    return feed, query, (redis.RedisError, OSError, asyncio.TimeoutError)
+    query = pool.from_url(
+        config.redis_url,
+        max_connections=REDIS_POOL,
+        timeout=REDIS_POOL_WAIT,
+        socket_timeout=5,
+        **options,
+    )
+    return (
+        redis.asyncio.Redis(connection_pool=feed),
+        redis.asyncio.Redis(connection_pool=query),
+        (redis.RedisError, OSError, asyncio.TimeoutError),
+    )
 
 
 async def serve(

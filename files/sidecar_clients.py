@@ -16,7 +16,9 @@ sidecar as a whole, not per process:
   process that finds the sidecar full, so a dead process never holds places.
 
 Besides the cap, every process refuses a client it could not give a file
-descriptor: its own open-files limit, less a reserve, bounds its own count.
+descriptor: its own open-files limit (read at each admission, so a limit
+lowered on the running process counts), less a reserve for what the process
+needs itself, bounds its own count.
 
 Standard library only; Linux (fcntl record locks on a tmpfs file).
 """
@@ -41,7 +43,9 @@ _SLOT = struct.Struct("=q")
 _ALL = struct.Struct(f"={SLOTS}q")
 FILE_SIZE = _HEADER + _ALL.size
 # Descriptors a process keeps for itself beyond its clients: its listener,
-# the counter files, Redis, logs, Python's own.
+# logs and mod_wsgi's pipes, the counter and client-count files, Python's
+# own, and Redis: a push sidecar's relay and its bounded pool of at most
+# push_sidecar.REDIS_POOL more (a dashboard with a fleet: one).
 FD_RESERVE = 256
 
 log = logging.getLogger("sidecar")
@@ -62,14 +66,19 @@ class LocalCount:
 
     def __init__(self, max_clients: int, room: int | None = None) -> None:
         self.max_clients = max_clients
-        self.room = fd_room() if room is None else room
+        # None: the open-files limit's, read at each admission.
+        self.fixed_room = room
         self.mine = 0
         self.warned = False
+
+    @property
+    def room(self) -> int:
+        return fd_room() if self.fixed_room is None else self.fixed_room
 
     def admit(self) -> str | None:
         """Take a place, or say why not ("cap" or "files")."""
         if self.mine >= self.room:
-            if not self.warned:  # once, not once per refused client
+            if not self.warned:  # once each time it fills, not once per refused client
                 log.warning(
                     "refusing clients: this process holds %d, as many as its open-files"
                     " limit allows",
@@ -77,6 +86,7 @@ class LocalCount:
                 )
                 self.warned = True
             return "files"
+        self.warned = False  # room again: the next time it is full is logged too
         return None if self._take() else "cap"
 
     def _take(self) -> bool:

@@ -46,13 +46,28 @@ def test_a_process_refuses_the_clients_it_has_no_descriptor_for(
 ) -> None:
     for count in (LocalCount(100, room=2), SharedCount(str(tmp_path / "c"), 100, room=2)):
         assert [count.admit() for _ in range(4)] == [None, None, "files", "files"]
+        # Room again, then full again: said again.
+        count.release()
+        assert [count.admit() for _ in range(2)] == [None, "files"]
         count.close()
-    # Said once per process, not once per refused client.
+    # Said once each time the process fills, not once per refused client.
     said = [r.message for r in caplog.records if "open-files limit" in r.message]
     assert (
         said
-        == ["refusing clients: this process holds 2, as many as its open-files limit allows"] * 2
+        == ["refusing clients: this process holds 2, as many as its open-files limit allows"] * 4
     )
+
+
+def test_a_limit_lowered_on_the_running_process_counts_at_the_next_admission() -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    count = LocalCount(10_000)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (sidecar_clients.FD_RESERVE + 2, hard))
+        assert [count.admit() for _ in range(3)] == [None, None, "files"]
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_a_release_after_close_is_ignored(tmp_path: Path) -> None:
