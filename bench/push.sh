@@ -9,6 +9,10 @@
 #   BENCH_SIZES="100 300" bench/push.sh      a quick run of the whole pipeline
 #   BENCH_TARGETS=role bench/push.sh         the role only
 #   BENCH_KEEP=1 bench/push.sh               keep the container afterwards
+#   BENCH_LISTENER=tcp BENCH_TARGETS=role bench/push.sh
+#                                            the push sidecar on loopback TCP, as
+#                                            the role's default processes, into
+#                                            docs/benchmarks-push-tcp.md
 set -euo pipefail
 . "$(dirname "$0")/../scripts/lib/common.sh"
 cd "${PROJECT_ROOT}"
@@ -19,7 +23,12 @@ SIZES=${BENCH_SIZES:-1000 10000}
 TARGETS=${BENCH_TARGETS:-role socketio}
 DRIVER_TIMEOUT=${BENCH_TIMEOUT:-1800}
 KEEP=${BENCH_KEEP:-0}
-RESULTS=bench/results/push-latest.json
+LISTENER=${BENCH_LISTENER:-unix}
+case "${LISTENER}" in
+  unix) RESULTS=bench/results/push-latest.json MARKDOWN=docs/benchmarks-push.md ;;
+  tcp) RESULTS=bench/results/push-tcp-latest.json MARKDOWN=docs/benchmarks-push-tcp.md ;;
+  *) die "BENCH_LISTENER must be unix or tcp, got '${LISTENER}'" ;;
+esac
 read -r -a sizes <<<"${SIZES}"
 read -r -a targets <<<"${TARGETS}"
 largest=0
@@ -44,7 +53,8 @@ docker exec "${NAME}" mkdir -p /etc/systemd/system/redis-server.service.d /opt/b
 say "deploying the role with the push channel (capacity ${largest}) and python-socketio"
 deploy_log="${STATE_DIR}/bench-push-deploy.log"
 timeout 900 ansible-playbook -i bench/push_inventory.yml bench/push_playbook.yml \
-  -e "{\"bench_capacity\": $((largest + 100))}" >"${deploy_log}" 2>&1 \
+  -e "{\"bench_capacity\": $((largest + 100)), \"bench_listener\": \"${LISTENER}\"}" \
+  >"${deploy_log}" 2>&1 \
   || { tail -n 40 "${deploy_log}" >&2; die "deployment failed; see ${deploy_log}"; }
 
 # Apache starts every child and thread up front for the capacity: let that settle.
@@ -57,4 +67,4 @@ timeout $((DRIVER_TIMEOUT + 120)) docker exec "${NAME}" \
   --out /opt/bench/push-results.json --revision "${revision}"
 mkdir -p bench/results
 docker cp "${NAME}:/opt/bench/push-results.json" "${RESULTS}"
-python bench/push_report.py "${RESULTS}" --markdown docs/benchmarks-push.md
+python bench/push_report.py "${RESULTS}" --markdown "${MARKDOWN}" --listener "${LISTENER}"

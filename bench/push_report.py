@@ -43,7 +43,14 @@ def refusals(run: dict) -> str:
     return "; ".join(f"{count:,} x {reason}" for reason, count in list(found.items())[:4])
 
 
-def render(report: dict) -> str:
+LISTENERS = {
+    "unix": "The push sidecar listens on a unix socket (`bench/push_playbook.yml`); every",
+    "tcp": "The push sidecar listens on loopback TCP as the role's default processes (one"
+    " per 2,500 clients, at most one per core); every",
+}
+
+
+def render(report: dict, listener: str = "unix") -> str:
     lines = [
         "# Push path benchmark",
         "",
@@ -51,9 +58,10 @@ def render(report: dict) -> str:
         "one message published a second, each carrying its publish time; every",
         "subscriber notes when each arrives. All processes in one Debian 12 container",
         f"on a {report['machine']['cpus']}-core machine, clients included; made by",
-        "`bench/push.sh` (`bench/push_bench.py`). The push sidecar listens on a unix",
-        "socket (`bench/push_playbook.yml`); every subscriber of both targets runs on",
-        "the same lean client (`bench/lean_ws.py`), in processes of at most 1,500.",
+        "`bench/push.sh` (`bench/push_bench.py`).",
+        LISTENERS[listener],
+        "subscriber runs on the same lean client (`bench/lean_ws.py`), in processes",
+        "of at most 1,500.",
         "",
         f"Run {report['when']}, revision {report['revision']}.",
         "",
@@ -106,9 +114,10 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("results")
     parser.add_argument("--markdown", required=True)
+    parser.add_argument("--listener", choices=sorted(LISTENERS), default="unix")
     args = parser.parse_args()
     report = json.loads(Path(args.results).read_text())
-    text = render(report)
+    text = render(report, args.listener)
     Path(args.markdown).write_text(text)
     print(text)
     return 0
