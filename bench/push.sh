@@ -67,4 +67,8 @@ timeout $((DRIVER_TIMEOUT + 120)) docker exec "${NAME}" \
   --out /opt/bench/push-results.json --revision "${revision}"
 mkdir -p bench/results
 docker cp "${NAME}:/opt/bench/push-results.json" "${RESULTS}"
-python bench/push_report.py "${RESULTS}" --markdown "${MARKDOWN}" --listener "${LISTENER}"
+# What Apache's error log holds after the run: a descriptor the push sidecar
+# lacked ("Error 24"), and any line logged at ERROR.
+count() { docker exec "${NAME}" grep -c "$@" /var/log/apache2/error.log || true; }
+python bench/push_report.py "${RESULTS}" --markdown "${MARKDOWN}" --listener "${LISTENER}" \
+  --error-log "$(count -e "Error 24" -e "Too many open files")" "$(count ": ERROR ")"

@@ -77,6 +77,14 @@ def render(report: dict, listener: str = "unix") -> str:
             f"{run['p50_ms']} ms | {run['p99_ms']} ms | {run['max_ms']} ms | "
             f"{run['lost']:,} | {verdict(run)} |"
         )
+    logged = report.get("error_log")
+    if logged is not None:
+        lines += [
+            "",
+            f"Apache's error log after the runs: {logged['descriptor_errors']} lines of a"
+            f' descriptor lacking ("Error 24", "Too many open files"), {logged["errors"]}'
+            " lines at ERROR.",
+        ]
     if refused:
         lines += [
             "",
@@ -115,8 +123,19 @@ def main() -> int:
     parser.add_argument("results")
     parser.add_argument("--markdown", required=True)
     parser.add_argument("--listener", choices=sorted(LISTENERS), default="unix")
+    parser.add_argument(
+        "--error-log",
+        nargs=2,
+        type=int,
+        metavar=("DESCRIPTOR_ERRORS", "ERRORS"),
+        help="counted in Apache's error log after the runs: kept in the results",
+    )
     args = parser.parse_args()
     report = json.loads(Path(args.results).read_text())
+    if args.error_log is not None:
+        descriptors, errors = args.error_log
+        report["error_log"] = {"descriptor_errors": descriptors, "errors": errors}
+        Path(args.results).write_text(json.dumps(report, indent=1) + "\n")
     text = render(report, args.listener)
     Path(args.markdown).write_text(text)
     print(text)
