@@ -175,12 +175,6 @@ def read_token(secret: str, channel: str, token: Any, now: float) -> Grant | str
     return Grant(expires=expires, issued_ms=issued, subject=subject)
 
 
-def token_problem(secret: str, channel: str, token: Any, now: float) -> str | None:
-    """Why `token` does not open `channel` (None: it does)."""
-    grant = read_token(secret, channel, token, now)
-    return grant if isinstance(grant, str) else None
-
-
 # --- publishing ----------------------------------------------------------------------------
 
 

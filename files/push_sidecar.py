@@ -378,12 +378,6 @@ def access(
     return grant
 
 
-def access_problem(config: PushConfig, channel: Any, token: Any, now: float) -> str | None:
-    """Why a subscription to `channel` is refused (None: it is allowed)."""
-    found = access(config, channel, token, now, Revocations())
-    return found if isinstance(found, str) else None
-
-
 def message_text(channel: str, entry_id: str, fields: Mapping[str, str]) -> str | None:
     """The frame text of one stream entry, or None if it is not a message
     the application published (not JSON)."""

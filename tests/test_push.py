@@ -30,6 +30,19 @@ from push_standin import (
     wait_for,
 )
 
+
+def token_problem(secret: str, channel: str, token: Any, now: float) -> str | None:
+    """Why `token` does not open `channel` (None: it does)."""
+    grant = shared.read_token(secret, channel, token, now)
+    return grant if isinstance(grant, str) else None
+
+
+def access_problem(channel: Any, token: Any) -> str | None:
+    """Why the test config refuses a subscription (None: it admits it)."""
+    found = push_sidecar.access(config(), channel, token, time.time(), push_sidecar.Revocations())
+    return found if isinstance(found, str) else None
+
+
 # --- names and tokens ----------------------------------------------------------------------
 
 
@@ -54,8 +67,8 @@ def test_channel_names(channel: Any, valid: bool) -> None:
 def test_a_token_opens_its_channel_until_it_expires() -> None:
     token = shared.sign_token(SECRET, "orders.42", ttl=60, now=1000)
     assert token.startswith("1060.")
-    assert shared.token_problem(SECRET, "orders.42", token, now=1059) is None
-    assert shared.token_problem(SECRET, "orders.42", token, now=1060) == "token expired"
+    assert token_problem(SECRET, "orders.42", token, now=1059) is None
+    assert token_problem(SECRET, "orders.42", token, now=1060) == "token expired"
 
 
 @pytest.mark.parametrize(
@@ -71,14 +84,14 @@ def test_a_token_opens_its_channel_until_it_expires() -> None:
     ],
 )
 def test_malformed_and_forged_tokens_are_refused(token: Any, problem: str) -> None:
-    assert shared.token_problem(SECRET, "orders.42", token, now=1000) == problem
+    assert token_problem(SECRET, "orders.42", token, now=1000) == problem
 
 
 def test_a_token_for_another_channel_or_key_is_refused() -> None:
     other_channel = shared.sign_token(SECRET, "orders.43", ttl=60, now=1000)
     other_key = shared.sign_token("k" * 40, "orders.42", ttl=60, now=1000)
     for token in (other_channel, other_key):
-        assert shared.token_problem(SECRET, "orders.42", token, 1000) == (
+        assert token_problem(SECRET, "orders.42", token, 1000) == (
             "token not valid for this channel"
         )
 
@@ -86,9 +99,7 @@ def test_a_token_for_another_channel_or_key_is_refused() -> None:
 def test_the_expiry_cannot_be_moved() -> None:
     token = shared.sign_token(SECRET, "orders.42", ttl=60, now=1000)
     moved = "9060." + token.split(".")[1]
-    assert shared.token_problem(SECRET, "orders.42", moved, 2000) == (
-        "token not valid for this channel"
-    )
+    assert token_problem(SECRET, "orders.42", moved, 2000) == ("token not valid for this channel")
 
 
 def test_messages_must_be_json_and_bounded() -> None:
@@ -241,7 +252,7 @@ def test_xinfo_stream_as_redis_answers_it() -> None:
     ],
 )
 def test_who_may_subscribe(channel: Any, token: Any, problem: str | None) -> None:
-    assert push_sidecar.access_problem(config(), channel, token, time.time()) == problem
+    assert access_problem(channel, token) == problem
 
 
 def test_message_frames_carry_channel_position_and_data() -> None:
