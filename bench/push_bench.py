@@ -10,7 +10,7 @@ messages, messages lost, and the connect time.
 
 Targets:
   role      the role's push sidecar through Apache (ws://127.0.0.1/push/ws),
-            published with the application's module (mod_wsgi_ws_sidecar_push)
+            published with the application's module (mod_wsgi_ws_sidecar.push)
   socketio  python-socketio's AsyncServer with its AsyncRedisManager
             (bench/socketio_server.py on 127.0.0.1:8090, straight, no Apache),
             published with its write-only RedisManager, as a WSGI app would
@@ -46,7 +46,8 @@ from typing import Any
 
 import lean_ws
 
-LIB = "/usr/local/lib/mod_wsgi_ws_sidecar"
+# Where the role installs its package (mod_wsgi_ws_sidecar), the application's python-path.
+LIB = "/usr/local/lib/mod_wsgi_ws_sidecar/python"
 SOCKETIO_REDIS = "redis://127.0.0.1:6380/0"
 CHANNEL = "bench"
 # The demo application publishes on demo* channels only; demo.public.* needs no token.
@@ -251,7 +252,7 @@ def child(target: str, count: int, pipe: Any, expected: int, settle: float) -> N
 def publisher(target: str) -> Any:
     if target == "role":
         sys.path.insert(0, LIB)
-        import mod_wsgi_ws_sidecar_push as push
+        from mod_wsgi_ws_sidecar import push
 
         # Connected before the clock starts: a first publish also connects.
         push.publish(f"{CHANNEL}-warm-up", {})

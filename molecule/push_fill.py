@@ -21,7 +21,8 @@ import time
 
 import aiohttp
 
-LIB = "/usr/local/lib/mod_wsgi_ws_sidecar"
+# Where the role installs its package (mod_wsgi_ws_sidecar), the application's python-path.
+LIB = "/usr/local/lib/mod_wsgi_ws_sidecar/python"
 WS_URL = "ws://127.0.0.1/push/ws"
 
 
@@ -71,7 +72,7 @@ async def main_async(args):
         for outcome, _ws in results:
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
         sys.path.insert(0, LIB)
-        import mod_wsgi_ws_sidecar_push as push
+        from mod_wsgi_ws_sidecar import push
 
         position = push.publish(args.channel, {"text": "fill"})
         live = [ws for outcome, ws in results if outcome == "subscribed"]

@@ -1,7 +1,7 @@
 """Subscribers and a publisher of the push channel, run *inside* a container under test.
 
 N WebSocket clients subscribe to one channel through Apache and behave as the
-browser client (files/push.js) does: on any disconnect they reconnect with
+browser client (files/mod_wsgi_ws_sidecar/push.js) does: on any disconnect they reconnect with
 backoff and ask for what followed the last position they saw. Meanwhile the
 demo WSGI application is asked to publish RATE numbered messages a second
 (POST /push-demo/publish, through Apache), and commands run at given times

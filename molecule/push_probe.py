@@ -9,7 +9,7 @@
         the moment (Unix time) each came
     python3 push_probe.py publish CHANNEL TEXT [--count N]
         publish N messages {"text": "TEXT-i"} with the application's module
-        (mod_wsgi_ws_sidecar_push, as root, which reads the sidecar's settings)
+        (mod_wsgi_ws_sidecar.push, as root, which reads the sidecar's settings)
     python3 push_probe.py token CHANNEL [--ttl S] [--subject WHO]
         a token for CHANNEL, signed by the application's module
     python3 push_probe.py revoke [--subject WHO] [--channel CHANNEL]
@@ -24,7 +24,8 @@ import json
 import sys
 import time
 
-LIB = "/usr/local/lib/mod_wsgi_ws_sidecar"
+# Where the role installs its package (mod_wsgi_ws_sidecar), the application's python-path.
+LIB = "/usr/local/lib/mod_wsgi_ws_sidecar/python"
 WS_URL = "ws://127.0.0.1/push/ws"
 PUBLISH_URL = "http://127.0.0.1/push-demo/publish"
 # The frames that answer a subscribe request.
@@ -68,7 +69,7 @@ async def session(args):
 
 def publish(args):
     sys.path.insert(0, LIB)
-    import mod_wsgi_ws_sidecar_push as push
+    from mod_wsgi_ws_sidecar import push
 
     positions = [
         push.publish(args.channel, {"text": f"{args.text}-{i}"}) for i in range(args.count)
@@ -78,14 +79,14 @@ def publish(args):
 
 def token(args):
     sys.path.insert(0, LIB)
-    import mod_wsgi_ws_sidecar_push as push
+    from mod_wsgi_ws_sidecar import push
 
     return {"token": push.token(args.channel, ttl=args.ttl, subject=args.subject or None)}
 
 
 def revoke(args):
     sys.path.insert(0, LIB)
-    import mod_wsgi_ws_sidecar_push as push
+    from mod_wsgi_ws_sidecar import push
 
     position = push.revoke(subject=args.subject or None, channel=args.channel or None)
     return {"position": position, "at": time.time()}

@@ -1,6 +1,6 @@
 """Shared setup for the unit tests.
 
-files/sidecar.py is deployed as a plain module, so the tests import it from files/;
+The role installs files/mod_wsgi_ws_sidecar/ as a package, so the tests import it from files/;
 molecule/wsclient.py, the tests' WebSocket client, comes from molecule/.
 The collection's Python (plugins/) imports itself by its full name, as Ansible
 loads it: the tests reach it through a link ansible_collections/mod_wsgi_ws_sidecar/

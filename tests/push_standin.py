@@ -17,10 +17,10 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import aiohttp
-import mod_wsgi_ws_sidecar_push as shared
-import push_sidecar
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient, TestServer
+from mod_wsgi_ws_sidecar import push as shared
+from mod_wsgi_ws_sidecar import push_sidecar
 
 SECRET = "t" * 40
 NAME = "push"

@@ -4,7 +4,7 @@ Each route of the README's "Install" section (a built tarball, a git URL,
 a requirements file) installs into a fresh project directory outside the
 repository, with its own ansible.cfg and nothing pointing back. The role,
 named by its fully qualified name, then runs its first check: the built-in
-dashboard (files/sidecar.py and files/dashboard.html) is there. A plain role
+sidecars' package (files/mod_wsgi_ws_sidecar/) is there. A plain role
 install of the repository is refused by that check with a message that
 names the way out. Run with the ansible-core of the venv running the tests.
 """
@@ -19,6 +19,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils.kinds import (
+    package_files,
+)
 from user_project import run_in_project
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,8 +111,7 @@ def test_tarball_holds_the_collection_and_not_the_test_bed(tarball: Path) -> Non
     for wanted in [
         "MANIFEST.json",
         "meta/runtime.yml",
-        "files/sidecar.py",
-        "files/dashboard.html",
+        *(f"files/mod_wsgi_ws_sidecar/{name}" for name in package_files(set())),
         "roles/mod_wsgi_ws_sidecar/tasks/main.yml",
         "plugins/filter/plan.py",
         "plugins/module_utils/plan.py",

@@ -5,11 +5,11 @@ import re
 from pathlib import Path
 
 import pytest
-import sidecar
-import sidecar_trends
-from sidecar_trends import Route, Trends
+from mod_wsgi_ws_sidecar import dashboard as sidecar
+from mod_wsgi_ws_sidecar import trends as sidecar_trends
+from mod_wsgi_ws_sidecar.trends import Route, Trends
 
-HTML = (Path(__file__).resolve().parent.parent / "files" / "dashboard.html").read_text()
+HTML = (Path(sidecar.__file__).resolve().parent / "dashboard.html").read_text()
 SCRIPT = HTML[HTML.index('<script>\n"use strict";') : HTML.rindex("</script>")]
 IDS = set(re.findall(r'\bid="([^"]+)"', HTML))
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 import yaml
+from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.filter import plan as plan_filter
 from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils.plan import (
     SIDECAR_DEFAULTS,
-    build_plan,
 )
 
 ROLE = Path(__file__).resolve().parents[1] / "roles/mod_wsgi_ws_sidecar"
@@ -42,6 +42,7 @@ def role_constants() -> dict[str, Any]:
         variable = re.fullmatch(r"\{\{ (\S+) \}\}", value)
         # ansible_managed | comment, as Ansible's default renders it.
         constants[key] = ROLE_VARS[variable.group(1)] if variable else "#\n# Ansible managed\n#"
+    constants["package_src"] = constants["package_src"].replace("{{ role_path }}", str(ROLE))
     return constants
 
 
@@ -55,7 +56,7 @@ PUSH_SECRETS = {"redis_password": "r" * 20 + "never-printed", "push_token_secret
 def plan(**overrides: Any) -> dict[str, Any]:
     """The plan of the role's defaults with some variables set (short names)."""
     variables = {**DEFAULTS, **{f"mod_wsgi_ws_sidecar_{k}": v for k, v in overrides.items()}}
-    return build_plan(variables, CONSTANTS)
+    return plan_filter.plan(variables, CONSTANTS)
 
 
 def sidecars(*items: dict) -> dict[str, Any]:
@@ -485,8 +486,7 @@ def test_derived_values_of_a_tcp_dashboard() -> None:
         "show_query_strings": False,
         "metrics_dir": "/run/mod_wsgi_ws_sidecar_metrics",
     }
-    assert result["tcp_ports"] == [8765] and result["unix_sidecars"] == []
-    assert result["front_end_ports"] == [80]
+    assert result["unix_sidecars"] == []
     assert result["conf_files"] == [
         "metrics-sidecar.json",
         "metrics-sidecar.py",
@@ -519,7 +519,7 @@ def test_a_unix_user_sidecar() -> None:
         "origins": [],
         "prefix": "/echo",
     }
-    assert result["socket_dirs"] == ["/run/mod_wsgi_ws_sidecar/echo"]
+    assert [d["dest"] for d in result["files"]["socket_dirs"]] == ["/run/mod_wsgi_ws_sidecar/echo"]
     assert [s["name"] for s in result["unix_sidecars"]] == ["echo"]
 
 
@@ -545,7 +545,6 @@ def test_tls_auth_and_the_internal_host() -> None:
     )
     assert result["problems"] == []
     assert result["internal"] == {"address": "::1", "port": 8081, "apache": "[::1]:8081"}
-    assert result["front_end_ports"] == [80, 443, 8081]
     assert result["apache_modules"][-5:] == [
         "ssl",
         "rewrite",
@@ -588,7 +587,7 @@ def test_express_mode() -> None:
     assert args[args.index("--server-name") + 1] == "example.com"
     assert "--server-metrics" in args
     paths = [args[i + 1] for i, a in enumerate(args) if a == "--python-path"]
-    assert paths == ["/usr/local/lib/mod_wsgi_ws_sidecar", "/srv/app"]
+    assert paths == ["/usr/local/lib/mod_wsgi_ws_sidecar/python", "/srv/app"]
     scripts = [args[i + 1 : i + 6] for i, a in enumerate(args) if a == "--service-script"]
     assert scripts == [
         [
@@ -636,9 +635,7 @@ def test_a_unix_sidecar_is_checked_on_its_socket() -> None:
 
 def test_the_filter_is_registered_in_the_collection() -> None:
     # Called as mod_wsgi_ws_sidecar.apache.plan by tasks/plan.yml.
-    from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.filter import plan as plan_filter
-
-    assert plan_filter.FilterModule().filters() == {"plan": build_plan}
+    assert plan_filter.FilterModule().filters() == {"plan": plan_filter.plan}
 
 
 def test_a_push_sidecar_without_problems_and_what_it_derives() -> None:
@@ -668,10 +665,9 @@ def test_a_push_sidecar_without_problems_and_what_it_derives() -> None:
         },  # Its counters reach the dashboard's endpoint through this directory.
         "metrics_dir": "/run/mod_wsgi_ws_sidecar_metrics",
     }
-    assert derived["metrics_dir"] == "/run/mod_wsgi_ws_sidecar_metrics"
     # Without a built-in dashboard, nobody would read them.
     alone = plan(**PUSH_SECRETS, **sidecars(PUSH))
-    assert alone["metrics_dir"] == "" and "metrics_dir" not in alone["sidecars"][0]["settings"]
+    assert "metrics_dir" not in alone["sidecars"][0]["settings"]
     assert derived["redis"] == {
         "wanted": True,
         "install": True,
@@ -685,9 +681,11 @@ def test_a_push_sidecar_without_problems_and_what_it_derives() -> None:
         "maxmemory_mb": 256,
         "appendfsync": "everysec",
     }
-    # The application imports the publisher from the role's lib directory.
-    assert derived["app_python_path"] == [CONSTANTS["lib_dir"]]
+    # The application imports the publisher from the role's package, alone in its directory.
+    assert derived["app_python_path"] == [f"{CONSTANTS['lib_dir']}/python"]
+    assert derived["package"]["dir"] == f"{CONSTANTS['lib_dir']}/python/mod_wsgi_ws_sidecar"
     (script,) = [f for f in derived["files"]["scripts"] if f["dest"].endswith("/push.py")]
+    assert "from mod_wsgi_ws_sidecar import push_sidecar\n" in script["content"]
     assert "push_sidecar.run_service(" in script["content"]
     # Neither secret is anywhere in the plan, which -vvv prints.
     for secret in PUSH_SECRETS.values():
@@ -809,7 +807,6 @@ def test_a_sidecar_of_several_processes_shares_its_count_of_clients() -> None:
 def test_a_push_sidecar_alone_of_several_processes_has_a_shared_directory() -> None:
     alone = plan(**PUSH_SECRETS, **sidecars({**PUSH, "processes": 2}))
     assert alone["problems"] == []
-    assert alone["metrics_dir"] == ""  # no dashboard reads counters
     assert alone["shared_dir"] == "/run/mod_wsgi_ws_sidecar_metrics"
     settings = alone["sidecars"][0]["settings"]
     assert "metrics_dir" not in settings

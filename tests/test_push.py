@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import mod_wsgi_ws_sidecar_push as shared
-import push_sidecar
 import pytest
-import sidecar
-import sidecar_metrics
+from mod_wsgi_ws_sidecar import core, push_sidecar
+from mod_wsgi_ws_sidecar import metrics as sidecar_metrics
+from mod_wsgi_ws_sidecar import push as shared
 from push_standin import (
     NAME,
     PREFIX,
@@ -307,7 +306,7 @@ def test_config_as_the_role_writes_it() -> None:
     ],
 )
 def test_bad_config_is_named(change: dict[str, Any], message: str) -> None:
-    with pytest.raises(sidecar.ConfigError, match=message):
+    with pytest.raises(core.ConfigError, match=message):
         push_sidecar.parse_config({**ROLE_WRITTEN, **change})
 
 
@@ -563,9 +562,9 @@ def test_only_requests_with_the_secret_are_served() -> None:
         redis = Streams()
         async with serving(redis, secret="s" * 43) as (_push, client):
             assert (await client.get("/")).status == 403
-            answer = await client.get("/", headers={sidecar.SECRET_HEADER: "s" * 43})
+            answer = await client.get("/", headers={core.SECRET_HEADER: "s" * 43})
             assert answer.status == 200 and "PushFeed" in await answer.text()
-            script = await client.get("/push.js", headers={sidecar.SECRET_HEADER: "s" * 43})
+            script = await client.get("/push.js", headers={core.SECRET_HEADER: "s" * 43})
             assert "class PushFeed" in await script.text()
 
     run(scenario())

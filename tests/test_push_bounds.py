@@ -13,8 +13,8 @@ import os
 import socket
 from typing import Any
 
-import push_sidecar
 import pytest
+from mod_wsgi_ws_sidecar import push_sidecar
 from push_standin import Streams, receive, run, serving, subscribe, wait_for
 
 LIMIT = 262144

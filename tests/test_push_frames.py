@@ -10,12 +10,11 @@ import json
 import logging
 from typing import Any
 
-import mod_wsgi_ws_sidecar_push as shared
-import push_sidecar
 import pytest
-import sidecar
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mod_wsgi_ws_sidecar import core, push_sidecar
+from mod_wsgi_ws_sidecar import push as shared
 from push_standin import SECRET, Down, Streams, config
 
 # Every character, lone surrogates included (a JSON "\\ud800" decodes to one).
@@ -114,7 +113,7 @@ def test_any_frame_gets_a_clean_answer_or_none(
     errors = Errors()
     logging.getLogger().addHandler(errors)
     transport = Transport()
-    client = sidecar._Client(Socket(), transport, "peer")  # type: ignore[arg-type]
+    client = core.Client(Socket(), transport, "peer")  # type: ignore[arg-type]
     push.clients[client] = push_sidecar.Connection(push_sidecar.RequestBudget(1000, 1000, 0))
     try:
         for frame in frames:

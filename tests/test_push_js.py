@@ -1,4 +1,4 @@
-"""The browser's side of the push channel (files/push.js), run in Node with a
+"""The browser's side of the push channel (files/mod_wsgi_ws_sidecar/push.js), run in Node with a
 fake WebSocket and clock: it survives frames that are not its protocol, and
 backs off with jitter when a subscription is refused as unavailable."""
 
@@ -12,7 +12,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 HARNESS = Path(__file__).resolve().parent / "js" / "push_feed_harness.js"
-SCRIPT = ROOT / "files" / "push.js"
+SCRIPT = ROOT / "files" / "mod_wsgi_ws_sidecar" / "push.js"
 
 
 def play(*steps: dict[str, Any]) -> dict[str, Any]:

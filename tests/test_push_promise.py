@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
-import mod_wsgi_ws_sidecar_push as shared
 import pytest
+from mod_wsgi_ws_sidecar import push as shared
 from push_standin import PREFIX, Streams, messages, receive, run, serving, subscribe
 
 TOO_FAR = "the history no longer reaches back that far"

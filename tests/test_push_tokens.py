@@ -6,12 +6,13 @@ by channel or both."""
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from typing import Any
 
-import mod_wsgi_ws_sidecar_push as shared
-import push_sidecar
 import pytest
+from mod_wsgi_ws_sidecar import push as shared
+from mod_wsgi_ws_sidecar import push_sidecar
 from push_standin import SECRET, Streams, messages, receive, run, serving, subscribe
 
 ORDERS = "orders.1"
@@ -19,6 +20,13 @@ ORDERS = "orders.1"
 
 def token(subject: str | None = None, ttl: float = 60, now: float | None = None) -> str:
     return shared.sign_token(SECRET, ORDERS, ttl, now=now, subject=subject)
+
+
+def short_token(subject: str) -> str:
+    """A token that expires 1 to 2 seconds from now. Expiry is a whole
+    second, so a ttl of 1 would leave anything from 1 s down to nothing:
+    too little, now and then, for the subscribe itself."""
+    return token(subject, ttl=2, now=float(math.floor(time.time())))
 
 
 # --- tokens (pure) -----------------------------------------------------------------------
@@ -88,8 +96,8 @@ def test_a_subscription_ends_when_its_token_expires() -> None:
     async def scenario() -> None:
         redis = Streams()
         async with serving(redis) as (_push, client), client.ws_connect("/ws") as ws:
-            answer = await subscribe(ws, ORDERS, token=token("user:7", ttl=1))
-            assert answer["type"] == "subscribed" and 0 < answer["expires_in"] <= 1
+            answer = await subscribe(ws, ORDERS, token=short_token("user:7"))
+            assert answer["type"] == "subscribed" and 0 < answer["expires_in"] <= 2
             ended = await receive(ws, timeout=3)
             assert ended == {"type": "expired", "channel": ORDERS, "reason": "token expired"}
             # Nothing after: the subscription is gone.
@@ -104,13 +112,13 @@ def test_a_token_renewed_in_time_keeps_the_subscription_without_a_gap() -> None:
     async def scenario() -> None:
         redis = Streams()
         async with serving(redis) as (push, client), client.ws_connect("/ws") as ws:
-            await subscribe(ws, ORDERS, token=token("user:7", ttl=1))
+            await subscribe(ws, ORDERS, token=short_token("user:7"))
             await ws.send_json({"type": "renew", "channel": ORDERS, "token": token("user:7")})
             renewed = await receive(ws)
             assert renewed["type"] == "renewed" and renewed["expires_in"] > 50
             ids = [await redis.publish(ORDERS, {"n": n}) for n in range(3)]
             assert [m["id"] for m in await messages(ws, 3)] == ids
-            await asyncio.sleep(1.5)  # past the first token's expiry
+            await asyncio.sleep(2.5)  # past the first token's expiry
             later = await redis.publish(ORDERS, {"n": 3})
             assert [m["id"] for m in await messages(ws, 1)] == [later]
             assert len(push.granted) == 1

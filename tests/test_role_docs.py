@@ -1,6 +1,7 @@
 """The role's variables are declared once: defaults, argument spec and the
 README table must agree."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -12,9 +13,11 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import variables_table  # noqa: E402
 from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils.plan import (  # noqa: E402
     SIDECAR_DEFAULTS,
+    TUNABLES,
 )
 
 ROLE = ROOT / "roles/mod_wsgi_ws_sidecar"
+PACKAGE_DEFAULTS = ROOT / "files/mod_wsgi_ws_sidecar/defaults.json"
 DEFAULTS = yaml.safe_load((ROLE / "defaults/main.yml").read_text())
 SIDECAR_FIELDS = variables_table.spec_options()["mod_wsgi_ws_sidecar_sidecars"]["options"]
 
@@ -29,10 +32,16 @@ def test_spec_defaults_match_defaults_file():
 
 
 def test_sidecar_field_defaults_match_the_plan():
-    # The plan fills in missing fields (plugins/module_utils/plan.py); the spec documents them.
-    assert set(SIDECAR_DEFAULTS) == set(SIDECAR_FIELDS) - {"name"}
-    for field, default in SIDECAR_DEFAULTS.items():
+    # The plan fills in missing fields (plugins/module_utils/plan.py), the
+    # sidecars' own settings from the package's defaults.json, the one source
+    # the sidecars read too; the spec documents them.
+    package_defaults = json.loads(PACKAGE_DEFAULTS.read_text())
+    defaults = {**SIDECAR_DEFAULTS, **{key: package_defaults[key] for key in TUNABLES}}
+    assert set(defaults) == set(SIDECAR_FIELDS) - {"name"}
+    for field, default in defaults.items():
         assert SIDECAR_FIELDS[field].get("default") == default, field
+    # A sidecar's max_clients is the role's capacity unless set; alone, it is the same.
+    assert package_defaults["max_clients"] == DEFAULTS["mod_wsgi_ws_sidecar_capacity_websockets"]
     assert SIDECAR_FIELDS["name"]["required"] is True
 
 

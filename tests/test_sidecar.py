@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sidecar
+from mod_wsgi_ws_sidecar import core
+from mod_wsgi_ws_sidecar import dashboard as sidecar
 
 FILES_DIR = Path(__file__).resolve().parent.parent / "files"
 
@@ -51,7 +52,7 @@ def test_config_defaults() -> None:
     assert config.name == "metrics"
     assert config.poll_interval == 1.0
     assert config.heartbeat == 30.0
-    assert config.max_clients == 1000
+    assert config.max_clients == 500
     assert config.send_timeout == 1.0
     assert config.max_send_buffer == 262144
     assert config.path is None
@@ -136,7 +137,7 @@ def test_config_host_defaults_to_loopback() -> None:
     ],
 )
 def test_config_rejects_bad_values(data: dict[str, Any], key: str) -> None:
-    with pytest.raises(sidecar.ConfigError) as excinfo:
+    with pytest.raises(core.ConfigError) as excinfo:
         sidecar.parse_config(data)
     assert key in str(excinfo.value)
 
@@ -146,7 +147,7 @@ def test_secret_is_kept_but_never_shown() -> None:
     config = sidecar.parse_config({"listen": LISTEN, "secret": secret})
     assert config.secret == secret
     assert secret not in repr(config)
-    with pytest.raises(sidecar.ConfigError) as excinfo:
+    with pytest.raises(core.ConfigError) as excinfo:
         sidecar.parse_config({"listen": LISTEN, "secret": "short-secret-value"})
     assert "short-secret-value" not in str(excinfo.value)
 
@@ -166,11 +167,11 @@ def test_secret_is_kept_but_never_shown() -> None:
     ],
 )
 def test_secret_matches(presented: str | None, secret: str | None, admitted: bool) -> None:
-    assert sidecar.secret_matches(presented, secret) is admitted
+    assert core.secret_matches(presented, secret) is admitted
 
 
 def test_config_must_be_object() -> None:
-    with pytest.raises(sidecar.ConfigError):
+    with pytest.raises(core.ConfigError):
         sidecar.parse_config([LISTEN])
 
 
@@ -180,14 +181,14 @@ def test_load_config_file(tmp_path: Path) -> None:
     assert sidecar.load_config(str(path)).poll_interval == 0.25
 
     path.write_text("{not json")
-    with pytest.raises(sidecar.ConfigError, match=str(path)):
+    with pytest.raises(core.ConfigError, match=str(path)):
         sidecar.load_config(str(path))
 
     path.write_text(json.dumps({"listen": LISTEN, "max_clients": "many"}))
-    with pytest.raises(sidecar.ConfigError, match="max_clients"):
+    with pytest.raises(core.ConfigError, match="max_clients"):
         sidecar.load_config(str(path))
 
-    with pytest.raises(sidecar.ConfigError, match=r"missing\.json"):
+    with pytest.raises(core.ConfigError, match=r"missing\.json"):
         sidecar.load_config(str(tmp_path / "missing.json"))
 
 
@@ -205,7 +206,7 @@ def test_cli_config(tmp_path: Path) -> None:
 
     with pytest.raises(SystemExit):
         sidecar.cli_config(["--listen", "nonsense"])
-    with pytest.raises(sidecar.ConfigError, match="poll_interval"):
+    with pytest.raises(core.ConfigError, match="poll_interval"):
         sidecar.cli_config(["--poll-interval", "-1"])
 
 
@@ -216,7 +217,8 @@ def test_main_reports_bad_config(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_import_has_no_side_effects() -> None:
     code = (
-        "import logging, sys, threading; sys.path.insert(0, sys.argv[1]); import sidecar; "
+        "import logging, sys, threading; sys.path.insert(0, sys.argv[1]); "
+        "import mod_wsgi_ws_sidecar.dashboard, mod_wsgi_ws_sidecar.push_sidecar; "
         "assert not logging.getLogger().handlers; assert threading.active_count() == 1; "
         "assert 'mod_wsgi' not in sys.modules"
     )
@@ -396,7 +398,7 @@ def test_busy_payload_does_not_grow_with_the_scoreboard() -> None:
 @pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536])
 def test_text_frame_is_one_unmasked_frame(size: int) -> None:
     text = "x" * size
-    frame = sidecar.text_frame(text)
+    frame = core.text_frame(text)
     assert frame[0] == 0x81  # FIN, text
     assert not frame[1] & 0x80  # servers never mask
     length, start = frame[1], 2
@@ -526,11 +528,11 @@ def test_dashboard_renders_data_as_text_only() -> None:
 def test_origin_allowed(
     origin: str | None, host: str | None, allowed: tuple, expected: bool
 ) -> None:
-    assert sidecar.origin_allowed(origin, host, allowed) is expected
+    assert core.origin_allowed(origin, host, allowed) is expected
 
 
 def test_site_host_trusts_the_value_apache_appended() -> None:
     # A client's own X-Forwarded-Host comes first; mod_proxy appends the real Host.
     headers = {"Host": "127.0.0.1:8765", "X-Forwarded-Host": "evil.example, example.com"}
-    assert sidecar.site_host(headers) == "example.com"
-    assert sidecar.site_host({"Host": "example.com"}) == "example.com"
+    assert core.site_host(headers) == "example.com"
+    assert core.site_host({"Host": "example.com"}) == "example.com"

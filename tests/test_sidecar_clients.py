@@ -1,4 +1,4 @@
-"""The client cap across the processes of one sidecar (files/sidecar_clients.py).
+"""The client cap across the processes of one sidecar (files/mod_wsgi_ws_sidecar/clients.py).
 
 The shared count's rules are proven with real processes: record locks never
 conflict within one process, so every party here is a process of its own,
@@ -23,12 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sidecar
-import sidecar_clients
 import wsclient
-from sidecar_clients import LocalCount, SharedCount
+from mod_wsgi_ws_sidecar import clients as sidecar_clients
+from mod_wsgi_ws_sidecar import core
+from mod_wsgi_ws_sidecar import dashboard as sidecar
+from mod_wsgi_ws_sidecar.clients import LocalCount, SharedCount
 
-FILES = Path(sidecar.__file__).resolve().parent
+# The directory holding the package, where `python -m` finds it.
+FILES = Path(sidecar.__file__).resolve().parent.parent
 FORK = multiprocessing.get_context("fork")
 WAIT = 10.0
 
@@ -209,7 +211,8 @@ def dashboards(tmp_path: Path, processes: int, max_clients: int) -> Iterator[int
     )
     started = [
         subprocess.Popen(
-            [sys.executable, str(FILES / "sidecar.py"), "--config", str(config)],
+            [sys.executable, "-m", "mod_wsgi_ws_sidecar.dashboard", "--config", str(config)],
+            cwd=FILES,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -327,5 +330,5 @@ def test_the_processes_take_turns_within_each_interval_numbered_alike(tmp_path: 
     ],
 )
 def test_processes_settings_are_checked(data: dict[str, Any], message: str) -> None:
-    with pytest.raises(sidecar.ConfigError, match=message):
+    with pytest.raises(core.ConfigError, match=message):
         sidecar.parse_config({"listen": {"host": "127.0.0.1", "port": 8765}, **data})

@@ -15,9 +15,10 @@ import re
 from typing import Any
 
 import pytest
-import sidecar
-import sidecar_fleet
-import sidecar_trends
+from mod_wsgi_ws_sidecar import core
+from mod_wsgi_ws_sidecar import dashboard as sidecar
+from mod_wsgi_ws_sidecar import fleet as sidecar_fleet
+from mod_wsgi_ws_sidecar import trends as sidecar_trends
 
 FLEET = {
     "host": "web1",
@@ -62,7 +63,7 @@ def test_the_dashboards_config_carries_the_fleet_and_names_a_bad_key() -> None:
     listen = {"host": "127.0.0.1", "port": 8765}
     assert sidecar.parse_config({"listen": listen, "fleet": FLEET}).fleet == config()
     assert sidecar.parse_config({"listen": listen}).fleet is None
-    with pytest.raises(sidecar.ConfigError, match=re.escape("config key 'fleet.host' must name")):
+    with pytest.raises(core.ConfigError, match=re.escape("config key 'fleet.host' must name")):
         sidecar.parse_config({"listen": listen, "fleet": {**FLEET, "host": 7}})
 
 

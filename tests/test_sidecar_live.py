@@ -30,11 +30,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-import sidecar
-import sidecar_trends
 import wsclient
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient, TestServer
+from mod_wsgi_ws_sidecar import core
+from mod_wsgi_ws_sidecar import dashboard as sidecar
+from mod_wsgi_ws_sidecar import trends as sidecar_trends
 
 SCENARIO_TIMEOUT = 15.0
 SYNTHETIC = json.loads(
@@ -625,7 +626,7 @@ def test_request_without_the_secret_refused_before_any_frame(
     presented: str | None, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def scenario() -> None:
-        headers = {} if presented is None else {sidecar.SECRET_HEADER: presented}
+        headers = {} if presented is None else {core.SECRET_HEADER: presented}
         async with serving(secret=SECRET) as (sc, client):
             page = await client.get("/", headers=headers)
             assert page.status == 403
@@ -644,7 +645,7 @@ def test_request_without_the_secret_refused_before_any_frame(
 
 def test_request_with_the_secret_served() -> None:
     async def scenario() -> None:
-        headers = {sidecar.SECRET_HEADER: SECRET}
+        headers = {core.SECRET_HEADER: SECRET}
         async with serving(secret=SECRET) as (_sc, client):
             page = await client.get("/", headers=headers)
             assert page.status == 200
@@ -696,7 +697,7 @@ def test_serve_on_unix_socket(sock_dir: Path) -> None:
 def test_serve_ends_when_its_socket_file_is_lost(
     sock_dir: Path, fault: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sidecar, "SOCKET_CHECK_INTERVAL", 0.05)
+    monkeypatch.setattr(core, "SOCKET_CHECK_INTERVAL", 0.05)
     path = sock_dir / "sidecar.sock"
 
     async def scenario() -> None:
@@ -747,7 +748,7 @@ def run_service_in_thread(config_path: Path, source: sidecar.MetricsSource) -> B
 
 @pytest.fixture
 def quiet_logging(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sidecar, "setup_logging", lambda *args, **kwargs: None)
+    monkeypatch.setattr(core, "setup_logging", lambda *args, **kwargs: None)
 
 
 def write_config(sock_dir: Path, listen: dict[str, Any] | None = None, **extra: Any) -> Path:
@@ -786,7 +787,7 @@ def test_run_service_ends_quietly_on_apache_shutdown(
     def terminated() -> dict[str, Any]:
         raise SystemExit()
 
-    with caplog.at_level(logging.INFO, logger="sidecar"):
+    with caplog.at_level(logging.INFO, logger=core.log.name):
         outcome = run_service_in_thread(config_path, terminated)
     assert isinstance(outcome, Exited) and outcome.args == (0,)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
@@ -808,5 +809,5 @@ def test_run_service_exits_when_site_fails(sock_dir: Path) -> None:
 def test_run_service_raises_on_bad_config(sock_dir: Path) -> None:
     config_path = write_config(sock_dir, {"port": 8765}, heartbeat=-1)
     outcome = run_service_in_thread(config_path, lambda: SYNTHETIC)
-    assert isinstance(outcome, sidecar.ConfigError)
+    assert isinstance(outcome, core.ConfigError)
     assert "heartbeat" in str(outcome)

@@ -18,11 +18,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-import sidecar
-import sidecar_metrics
-import sidecar_trends
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import FILES_DIR
+from mod_wsgi_ws_sidecar import dashboard as sidecar
+from mod_wsgi_ws_sidecar import metrics as sidecar_metrics
+from mod_wsgi_ws_sidecar import trends as sidecar_trends
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -197,7 +197,7 @@ def test_the_endpoint_and_the_dashboards_counters(synthetic: dict) -> None:
 PUSH_PROCESS = """
 import sys
 sys.path.insert(0, {files!r})
-import sidecar_metrics
+from mod_wsgi_ws_sidecar import metrics as sidecar_metrics
 metrics = sidecar_metrics.open_metrics("push", {directory!r}, push=True)
 metrics.messages.inc(3)
 metrics.deliveries.inc(30)
@@ -206,7 +206,7 @@ metrics.fanout.observe(0.004)
 DASHBOARD_PROCESS = """
 import sys
 sys.path.insert(0, {files!r})
-import sidecar_metrics
+from mod_wsgi_ws_sidecar import metrics as sidecar_metrics
 if {prune!r}:
     sidecar_metrics.prune_dead({directory!r})
 metrics = sidecar_metrics.open_metrics("metrics-sidecar", {directory!r})

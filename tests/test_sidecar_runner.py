@@ -1,17 +1,13 @@
-"""files/sidecar_runner.py: a user's service script that fails ends its
+"""files/mod_wsgi_ws_sidecar/runner.py: a user's service script that fails ends its
 process (for mod_wsgi to start another), logged once; one that returns is
 left alone."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "files"))
-
-import sidecar_runner
+from mod_wsgi_ws_sidecar import runner as sidecar_runner
 
 
 @pytest.fixture(autouse=True)

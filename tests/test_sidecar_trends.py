@@ -9,10 +9,11 @@ import copy
 import re
 
 import pytest
-import sidecar
-import sidecar_trends
 from conftest import FIXTURES_DIR, load_scoreboard
-from sidecar_trends import Route, Trends
+from mod_wsgi_ws_sidecar import core
+from mod_wsgi_ws_sidecar import dashboard as sidecar
+from mod_wsgi_ws_sidecar import trends as sidecar_trends
+from mod_wsgi_ws_sidecar.trends import Route, Trends
 
 ROUTES = [Route("metrics", 10, path="/metrics/ws"), Route("echo", 4, host="ws.example")]
 
@@ -44,7 +45,7 @@ def test_bad_routes_are_named(routes: object, words: str) -> None:
     with pytest.raises(ValueError, match=re.escape(words)):
         sidecar_trends.parse_routes(routes)
     # and the dashboard's config error names the key
-    with pytest.raises(sidecar.ConfigError, match=re.escape("config key")):
+    with pytest.raises(core.ConfigError, match=re.escape("config key")):
         sidecar.parse_config({"listen": {"port": 1}, "sidecars": routes})
 
 

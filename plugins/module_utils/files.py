@@ -2,8 +2,8 @@
 mod_wsgi_ws_sidecar.apache.write_files: its secret and settings (filled in
 with the secrets on the host by the filter with_secrets), its service
 script, and its unix socket's directory. Part of the plan
-(plugins/module_utils/plan.py); the role's fixed files are listed in its
-tasks."""
+(plugins/module_utils/plan.py); the package's files are the plan's
+`package` (kinds.py)."""
 
 from __future__ import annotations
 
@@ -12,45 +12,48 @@ import posixpath
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils.kinds import (
+    KINDS,
+    PACKAGE,
+    PUSH,
+)
+
 BUILTIN_SCRIPT = """\
 # mod_wsgi service script of the {name} WebSocket sidecar (the built-in
-# metrics dashboard): WSGIImportScript imports it once into its daemon
-# process group, and run_service() serves until the process ends.
-import sidecar
+# {what}): WSGIImportScript imports it once into its daemon process group,
+# and run_service() serves until the process ends.
+from {package} import {entry}
 
-sidecar.run_service({settings})
+{entry}.run_service({settings})
 """
-
-PUSH_SCRIPT = """\
-# mod_wsgi service script of the {name} WebSocket sidecar (the built-in
-# push channel): WSGIImportScript imports it once into its daemon process
-# group, and run_service() serves until the process ends.
-import push_sidecar
-
-push_sidecar.run_service({settings})
-"""
+WHAT = {"dashboard": "metrics dashboard", "push_sidecar": "push channel"}
 
 USER_SCRIPT = """\
 # mod_wsgi service script of the {name} WebSocket sidecar: WSGIImportScript
 # imports it once into its daemon process group, and it runs the sidecar's
 # own script; if that fails, the process ends and mod_wsgi starts another.
-import sidecar_runner
+from {package} import runner
 
-sidecar_runner.run({script}, {quoted_name})
+runner.run({script}, {quoted_name})
 """
 
 
 def service_script(sidecar: Mapping[str, Any], conf_dir: str, header: str) -> str:
-    """What WSGIImportScript imports for the sidecar: the built-in
-    dashboard's entry point, or the runner around the user's own script."""
-    if sidecar["builtin"]:
-        template = PUSH_SCRIPT if sidecar["kind"] == "push" else BUILTIN_SCRIPT
-        body = template.format(
-            name=sidecar["name"], settings=json.dumps(f"{conf_dir}/{sidecar['name']}.json")
+    """What WSGIImportScript imports for the sidecar: its kind's entry
+    point in the package, or the runner around the user's own script."""
+    kind = KINDS[sidecar["kind"]]
+    if kind.builtin:
+        body = BUILTIN_SCRIPT.format(
+            name=sidecar["name"],
+            what=WHAT[kind.entry],
+            package=PACKAGE,
+            entry=kind.entry,
+            settings=json.dumps(f"{conf_dir}/{sidecar['name']}.json"),
         )
     else:
         body = USER_SCRIPT.format(
             name=sidecar["name"],
+            package=PACKAGE,
             script=json.dumps(sidecar["script"]),
             quoted_name=json.dumps(sidecar["name"]),
         )
@@ -81,7 +84,7 @@ def sidecar_files(
                 "secret_of": s["name"],
                 # A push sidecar's also holds the Redis password and the token secret;
                 # a fleet's dashboard's, the Redis password.
-                "push_secrets": s["kind"] == "push",
+                "push_secrets": s["kind"] == PUSH.name,
                 "fleet_secret": "fleet" in s["settings"],
             }
         )

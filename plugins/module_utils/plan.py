@@ -29,13 +29,25 @@ from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils.files i
 from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils.host_rules import (
     what_to_look_at,
 )
+from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils.kinds import (
+    KINDS,
+    METRICS,
+    MODES,
+    PACKAGE,
+    PUSH,
+    SCRIPT,
+    SYSTEM,
+    package_files,
+)
 from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils.sizing import mpm_sizing
 
 PREFIX = "mod_wsgi_ws_sidecar_"
 SIDECARS = PREFIX + "sidecars"
 
 # Fields a sidecar item may leave out (meta/argument_specs.yml gives the same
-# defaults; tests/test_role_docs.py checks they agree).
+# defaults; tests/test_role_docs.py checks they agree). The sidecars' own
+# settings come on top, from the package's defaults.json (TUNABLES), the one
+# source the sidecars read too.
 SIDECAR_DEFAULTS: dict[str, Any] = {
     "kind": None,
     "script": "",
@@ -51,23 +63,24 @@ SIDECAR_DEFAULTS: dict[str, Any] = {
     "origins": [],
     "server_metrics": None,
     "proxy_timeout": None,
-    "poll_interval": 1.0,
-    "heartbeat": 30.0,
     "max_clients": None,
-    "send_timeout": 1.0,
-    "max_send_buffer": 262144,
     "public_channels": [],
-    "history": 1000,
-    "max_channels": 32,
-    "max_replay": 1000,
-    "channel_ttl": 86400,
     "fleet": False,
-    "show_query_strings": False,
     "processes": None,
 }
-
-# The kinds of sidecar: the two built in, and a user's own script.
-METRICS, PUSH, SCRIPT = "metrics", "push", "script"
+# The settings of defaults.json a sidecar item may set; max_clients's
+# default is mod_wsgi_ws_sidecar_capacity_websockets instead.
+TUNABLES = (
+    "poll_interval",
+    "heartbeat",
+    "send_timeout",
+    "max_send_buffer",
+    "show_query_strings",
+    "history",
+    "max_channels",
+    "max_replay",
+    "channel_ttl",
+)
 
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 USER_NAME = re.compile(r"[A-Za-z0-9._@-]+")
@@ -156,6 +169,7 @@ class Plan:
     def __init__(self, variables: Mapping[str, Any], constants: Mapping[str, Any]):
         self.v = {k[len(PREFIX) :]: val for k, val in variables.items() if k.startswith(PREFIX)}
         self.c = constants
+        self.mode = MODES.get(self.v["mode"], SYSTEM)
         self.problems: list[str] = []
 
     def problem(self, text: str) -> None:
@@ -164,6 +178,12 @@ class Plan:
     # --- the application and the site --------------------------------------
     def check_site(self) -> None:
         v = self.v
+        if "script_src" in v:
+            self.problem(
+                """mod_wsgi_ws_sidecar_script_src is no longer read: the built-in sidecars
+                ship as the package mod_wsgi_ws_sidecar in the collection's files/; remove
+                the variable (a sidecar of your own takes script:)."""
+            )
         if not matches(APP_MOUNT, v["app_mount"]):
             self.problem(
                 f"""mod_wsgi_ws_sidecar_app_mount must be "/" or a URL path with a leading
@@ -254,12 +274,13 @@ class Plan:
     # --- the sidecars ------------------------------------------------------
     def resolve(self, item: Mapping[str, Any]) -> dict[str, Any]:
         """One sidecar with its defaults filled in and its derived values."""
-        sidecar = {**SIDECAR_DEFAULTS, **item}
+        tunables = {key: self.c["sidecar_defaults"][key] for key in TUNABLES}
+        sidecar = {**SIDECAR_DEFAULTS, **tunables, **item}
         name = str(sidecar.get("name", ""))
         own_dir = f"{self.c['run_dir']}/{name}"
         socket = sidecar["socket"] or f"{own_dir}/sidecar.sock"
         builtin = sidecar["script"] == ""
-        kind = sidecar["kind"] or (METRICS if builtin else SCRIPT)
+        kind = sidecar["kind"] or (METRICS.name if builtin else SCRIPT.name)
         if sidecar["listener"] == "unix":
             backend = f"unix:{socket}|http://localhost/"
             reverse_backend = "http://localhost/"
@@ -268,7 +289,7 @@ class Plan:
             backend = reverse_backend = f"http://{self.c['listen_host']}:{sidecar['port']}/"
             listen = {"host": self.c["listen_host"], "port": sidecar["port"]}
         if sidecar["server_metrics"] is None:
-            sidecar["server_metrics"] = kind == METRICS
+            sidecar["server_metrics"] = KINDS[kind].server_metrics if kind in KINDS else False
         if sidecar["max_clients"] is None:
             sidecar["max_clients"] = self.v["capacity_websockets"]
         if sidecar["allow_from"] is None:
@@ -293,7 +314,7 @@ class Plan:
         """Several processes share a TCP port (SO_REUSEPORT) in system mode; a unix
         socket, a user's script and mod_wsgi-express's service scripts take one."""
         cap = sidecar["max_clients"]
-        if not (builtin and sidecar["listener"] == "tcp" and self.v["mode"] == "system"):
+        if not (builtin and sidecar["listener"] == "tcp" and self.mode.processes_per_sidecar):
             return 1
         if not whole(cap, 1):
             return 1  # reported by check_sidecar
@@ -319,7 +340,7 @@ class Plan:
                 a unix socket, which only one process can bind. Use a TCP port, or one
                 process."""
             )
-        elif s["processes"] > 1 and self.v["mode"] == "express":
+        elif s["processes"] > 1 and not self.mode.processes_per_sidecar:
             self.problem(
                 f"""{at}.processes above 1 needs mod_wsgi_ws_sidecar_mode=system:
                 mod_wsgi-express runs each service script in one process."""
@@ -424,7 +445,7 @@ class Plan:
                 mod_wsgi_ws_sidecar_capacity_websockets) must be a whole number of at least
                 1; got {s["max_clients"]}."""
             )
-        if s["kind"] != SCRIPT and not s["builtin"]:
+        if s["kind"] != SCRIPT.name and not s["builtin"]:
             self.problem(
                 f"""{at}.kind {s["kind"]} names a built-in sidecar: leave script empty, or
                 leave kind out for your own script; got script "{s["script"]}"."""
@@ -476,7 +497,7 @@ class Plan:
             at = f"{SIDECARS}[{s['index']}]"
             if not isinstance(s["fleet"], bool):
                 self.problem(f"""{at}.fleet must be true or false; got "{s["fleet"]}".""")
-            elif s["fleet"] and s["kind"] != METRICS:
+            elif s["fleet"] and s["kind"] != METRICS.name:
                 self.problem(
                     f"""{at}.fleet is for the built-in dashboard (kind metrics), which shows
                     every host of the fleet; sidecar "{s["name"]}" is kind {s["kind"]}."""
@@ -491,7 +512,7 @@ class Plan:
                     f"""{at}.show_query_strings must be true or false;
                     got "{s["show_query_strings"]}"."""
                 )
-            elif s["show_query_strings"] and s["kind"] != METRICS:
+            elif s["show_query_strings"] and s["kind"] != METRICS.name:
                 self.problem(
                     f"""{at}.show_query_strings is for the built-in dashboard (kind metrics),
                     which shows request lines; sidecar "{s["name"]}" is kind {s["kind"]}."""
@@ -585,7 +606,7 @@ class Plan:
     def venv(self) -> str:
         if self.v["venv"]:
             return str(self.v["venv"])
-        return self.c["default_venv"] if self.v["mode"] == "express" else ""
+        return self.c["default_venv"] if self.mode.own_venv else ""
 
     def check_python(self, venv: str, sidecars: Sequence[Mapping[str, Any]]) -> None:
         v = self.v
@@ -621,14 +642,14 @@ class Plan:
                 "{v["pip_index_url"]}" and "{v["pip_ca_bundle"]}"."""
             )
         source = v["mod_wsgi_source"]
-        if (v["mode"] == "express" and source == "distro") or (venv == "" and source == "pypi"):
+        if (self.mode.own_venv and source == "distro") or (venv == "" and source == "pypi"):
             self.problem(
                 f"""mod_wsgi_ws_sidecar_mod_wsgi_source={source} does not fit: express mode
                 uses mod_wsgi from PyPI only, and mod_wsgi from PyPI is installed into a
                 virtual environment (set mod_wsgi_ws_sidecar_venv)."""
             )
         # What mod_wsgi-express's generated server cannot do as this role drives it.
-        if v["mode"] == "express" and (
+        if not self.mode.virtual_hosts and (
             v["tls"] or v["internal_listen"] != "" or any(s["virtual_host"] for s in sidecars)
         ):
             self.problem(
@@ -696,9 +717,9 @@ def settings(
     if sidecar["builtin"] and metrics_dir:
         # Its counters, for the dashboard's Prometheus endpoint.
         written["metrics_dir"] = metrics_dir
-    if sidecar["kind"] == PUSH:
+    if sidecar["kind"] == PUSH.name:
         written.update(
-            kind=PUSH,
+            kind=PUSH.name,
             heartbeat=float(sidecar["heartbeat"]),
             send_timeout=float(sidecar["send_timeout"]),
             max_send_buffer=sidecar["max_send_buffer"],
@@ -806,7 +827,11 @@ def readiness(
 
 
 def express_args(
-    v: Mapping[str, Any], c: Mapping[str, Any], sidecars: Sequence[Mapping[str, Any]], app: str
+    v: Mapping[str, Any],
+    c: Mapping[str, Any],
+    sidecars: Sequence[Mapping[str, Any]],
+    app: str,
+    python_dir: str,
 ) -> list[str]:
     """mod_wsgi-express setup-server's arguments: the same application, sidecars,
     user, port and capacity as system mode (its ServerLimit x ThreadsPerChild is
@@ -830,7 +855,7 @@ def express_args(
         args += ["--server-name", v["server_name"]]
     if any(s["server_metrics"] for s in sidecars):
         args.append("--server-metrics")
-    paths = [c["lib_dir"], *v["app_python_path"], *(p for s in sidecars for p in s["python_path"])]
+    paths = [python_dir, *v["app_python_path"], *(p for s in sidecars for p in s["python_path"])]
     for path in dict.fromkeys(paths):
         args += ["--python-path", path]
     for s in sidecars:
@@ -838,6 +863,30 @@ def express_args(
         args += ["--service-script", s["name"], script, "--proxy-mount-point", s["mount"]]
         args.append(s["backend"])
     return args
+
+
+def package_plan(c: Mapping[str, Any], kinds: set[str]) -> dict[str, Any]:
+    """The package on the host: where it goes, and each of its files as a
+    write_files entry (copied from the collection's, or removed when no
+    sidecar present needs it)."""
+    python_dir = f"{c['lib_dir']}/python"
+    target = f"{python_dir}/{PACKAGE}"
+    wanted = package_files(kinds)
+    return {
+        "python_dir": python_dir,
+        "dir": target,
+        "files": [
+            {
+                "dest": f"{target}/{name}",
+                "src": f"{c['package_src']}/{name}",
+                "state": "file" if needed else "absent",
+                "mode": "0644",
+                "backup": True,
+            }
+            for name, needed in wanted.items()
+        ],
+        "keep": sorted(wanted),
+    }
 
 
 def apache_modules(v: Mapping[str, Any], base: Sequence[str]) -> list[str]:
@@ -871,7 +920,7 @@ def build_plan(variables: Mapping[str, Any], constants: Mapping[str, Any]) -> di
         plan.check_sidecar(f"{SIDECARS}[{sidecar['index']}]", sidecar, front_end_ports)
         plan.check_processes(f"{SIDECARS}[{sidecar['index']}]", sidecar)
     plan.check_collisions(sidecars)
-    push = [s for s in sidecars if s["kind"] == PUSH]
+    push = [s for s in sidecars if s["kind"] == PUSH.name]
     for sidecar in push:
         plan.check_push(f"{SIDECARS}[{sidecar['index']}]", sidecar)
     if push:
@@ -889,9 +938,8 @@ def build_plan(variables: Mapping[str, Any], constants: Mapping[str, Any]) -> di
         plan.check_sizing(mpm)
     fleet = fleet_settings(redis, c["host_name"])
     # With a built-in dashboard, the directory of the counters its endpoint adds up.
-    metrics_dir = (
-        c["metrics_dir"] if any(s["kind"] == METRICS and s["builtin"] for s in sidecars) else ""
-    )
+    dashboard = any(s["kind"] == METRICS.name for s in sidecars)
+    metrics_dir = c["metrics_dir"] if dashboard else ""
     # The directory the built-in sidecars share: the counters above, and the
     # client counts of sidecars of several processes.
     shared_dir = c["metrics_dir"] if metrics_dir or any(shared_count(s) for s in sidecars) else ""
@@ -907,47 +955,47 @@ def build_plan(variables: Mapping[str, Any], constants: Mapping[str, Any]) -> di
             )
 
     app_file = v["app_script"] or f"{c['lib_dir']}/demo_app.wsgi"
-    # With a push channel, the application imports its publisher from the lib directory.
-    app_python_path = [*v["app_python_path"], *([c["lib_dir"]] if push else [])]
-    express = v["mode"] == "express"
+    # With a push channel, the application imports its publisher from the package.
+    package = package_plan(c, {s["kind"] for s in sidecars})
+    app_python_path = [*v["app_python_path"], *([package["python_dir"]] if push else [])]
+    mode = plan.mode
     unix = [s for s in sidecars if s["listener"] == "unix"]
     return {
         "problems": plan.problems,
-        "mode": v["mode"],
-        "other_mode": "system" if express else "express",
+        "mode": mode.name,
+        "other_mode": mode.other,
         "sidecars": sidecars,
         "unix_sidecars": unix,
         "push_sidecars": push,
-        "metrics_dir": metrics_dir,
         "shared_dir": shared_dir,
         "redis": redis,
         "app_python_path": app_python_path,
-        "tcp_ports": [s["port"] for s in sidecars if s["listener"] == "tcp"],
+        "package": package,
         "internal_sidecars": [s for s in sidecars if s["internal"]],
         "internal": internal,
-        "front_end_ports": front_end_ports,
         "mpm": mpm,
         "venv": venv,
         "app_file": app_file,
         "conf_files": [
             f"{s['name']}{ext}" for s in sidecars for ext in (".json", ".py", ".secret")
         ],
-        "socket_dirs": sorted({s["socket_dir"] for s in unix}),
         "pip_environment": {
             **({"PIP_INDEX_URL": v["pip_index_url"]} if v["pip_index_url"] else {}),
             **({"PIP_CERT": v["pip_ca_bundle"]} if v["pip_ca_bundle"] else {}),
         },
         "apache_modules": apache_modules(v, c["apache_modules"]),
         "express_args": express_args(
-            {**v, "_max_request_workers": mpm["max_request_workers"]}, c, sidecars, app_file
+            {**v, "_max_request_workers": mpm["max_request_workers"]},
+            c,
+            sidecars,
+            app_file,
+            package["python_dir"],
         ),
-        "config_test_command": (
-            f"{c['express_root']}/apachectl configtest" if express else "apache2ctl -t"
-        ),
-        "error_log": f"{c['express_logs']}/error_log" if express else c["apache_error_log"],
-        "front_end_service": c["express_service"] if express else c["apache_service"],
-        "other_service": c["apache_service"] if express else c["express_service"],
-        "other_unit": c["apache_unit"] if express else c["express_unit"],
+        "config_test_command": mode.config_test.format(**c),
+        "error_log": mode.error_log.format(**c),
+        "front_end_service": c[mode.service],
+        "other_service": c[MODES[mode.other].service],
+        "other_unit": c[MODES[mode.other].unit],
         "readiness": readiness(sidecars, v, internal),
         # Only a plan without problems is used, and only its sidecars are whole.
         "files": {} if plan.problems else sidecar_files(sidecars, v, c),

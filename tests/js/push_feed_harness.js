@@ -1,4 +1,4 @@
-// Runs files/push.js in Node with a fake WebSocket and a fake clock, then
+// Runs files/mod_wsgi_ws_sidecar/push.js in Node with a fake WebSocket and a fake clock, then
 // plays the steps given as JSON on the command line; prints what the page
 // saw (handlers called, requests sent, timers set) as JSON.
 "use strict";

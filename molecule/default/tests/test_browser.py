@@ -546,8 +546,8 @@ def test_a_reconnect_merges_the_history_with_the_older_points(host, cause):
 
 
 def near_cap_threshold() -> float:
-    """The one threshold, sidecar_trends.NEAR_CAP, as the file the role deploys sets it."""
-    tree = ast.parse((REPO / "files" / "sidecar_trends.py").read_text())
+    """The one threshold, trends.NEAR_CAP, as the file the role deploys sets it."""
+    tree = ast.parse((REPO / "files" / "mod_wsgi_ws_sidecar" / "trends.py").read_text())
     (value,) = (
         node.value
         for node in tree.body

@@ -23,7 +23,7 @@ from fault_tests import on_every_host
 CAPACITY, EXCESS = 500, 100
 CLIENTS_FILE = "/run/mod_wsgi_ws_sidecar_metrics/metrics-sidecar.clients"
 SIDECAR_TITLE = "^.wsgi:metrics-sid"
-# files/sidecar_clients.py: an 8-byte header, then 64 counters.
+# files/mod_wsgi_ws_sidecar/clients.py: an 8-byte header, then 64 counters.
 SLOTS = struct.Struct("=64q")
 RESULT = "/opt/mws-test/processes-load.json"
 

@@ -1,4 +1,4 @@
-"""The browser client (files/push.js) in Debian's Chromium inside each web host's
+"""The browser client (push.js) in Debian's Chromium inside each web host's
 container, on the demo page at http://127.0.0.1/push/ through Apache: it
 resumes after the sidecar is killed without losing or repeating a message,
 and opens a private channel with the token the application signs."""

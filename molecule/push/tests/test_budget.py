@@ -15,7 +15,7 @@ SIDECAR = r"pgrep -f '^\(wsgi:push\) '"
 # container root lacks CAP_SYS_RESOURCE to do it).
 AS_SIDECAR = "runuser -u www-data --"
 ROOM = 150
-# sidecar_clients.FD_RESERVE: what the process keeps for itself.
+# clients.FD_RESERVE (the package's clients.py): what the process keeps for itself.
 RESERVE = 256
 # push_sidecar.REDIS_POOL: the most connections its commands may open.
 REDIS_POOL = 8

@@ -1,6 +1,6 @@
 """One dashboard for a fleet of Apache hosts, through the push channel's Redis.
 
-Each host's metrics sidecar (sidecar.py) appends its own row (busy, idle,
+Each host's metrics sidecar (dashboard.py) appends its own row (busy, idle,
 requests/s, open WebSockets against the cap) to one Redis stream every tick
 and reads every host's rows back, so the dashboard on any host shows the
 whole fleet. Ages are on Redis's clock (the stream IDs' milliseconds), so
@@ -112,7 +112,7 @@ class FleetView:
         now: float,
     ) -> dict[str, Any]:
         """Record this host's row from one scoreboard reading (its summary,
-        and its figures from sidecar_trends.Trends.tick); the fleet as the
+        and its figures from trends.Trends.tick); the fleet as the
         dashboard shows it."""
         sidecars = trends["sidecars"]
         self.own = {

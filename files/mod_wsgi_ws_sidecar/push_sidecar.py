@@ -1,11 +1,11 @@
 """Push channel sidecar: relays what the WSGI application publishes to browsers.
 
 The application appends messages to Redis Streams, one per channel
-(mod_wsgi_ws_sidecar_push.publish). Browsers open a WebSocket here and
+(mod_wsgi_ws_sidecar.push.publish). Browsers open a WebSocket here and
 subscribe to channels; this process reads every stream someone watches with
 one blocking XREAD and writes each message, framed once, to every
-subscriber's socket (the fan-out of the metrics dashboard, sidecar.py:
-never waiting on a slow client).
+subscriber's socket (core.WebSocketServer's fan-out: never waiting on a
+slow client).
 
 Every message carries its position (the stream entry's ID). A client that
 comes back after a network blip, a restart of this process or of Apache
@@ -19,7 +19,8 @@ expires (unless the client renews it) or the application revokes it.
 Whatever a browser sends, what it can make this process hold or do is
 bounded (docs/push.md).
 
-Runs as a mod_wsgi service script (run_service), like the dashboard.
+An application on the package's core (core.py); runs as a mod_wsgi service
+script (run_service), like the dashboard.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import os
 import secrets
 import time
@@ -37,11 +37,12 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, NoReturn
 
-import mod_wsgi_ws_sidecar_push as shared
-import sidecar
-import sidecar_clients
-import sidecar_metrics
-from aiohttp import WSMsgType, web
+from aiohttp import web
+
+from . import core
+from . import metrics as sidecar_metrics
+from . import push as shared
+from .core import ConfigError
 
 log = logging.getLogger("push")
 
@@ -79,79 +80,34 @@ Position = tuple[int, int]
 # --- configuration -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PushConfig:
-    name: str
+@dataclass(frozen=True, kw_only=True)
+class PushConfig(core.ServerConfig):
+    name: str = "push"
+    port: int = 8766
     redis_url: str
     token_secret: str = field(repr=False)
-    host: str = "127.0.0.1"
-    port: int = 8766
-    path: str | None = None
-    heartbeat: float = 30.0
-    max_clients: int = 1000
-    send_timeout: float = 5.0
-    max_send_buffer: int = 4194304
-    origins: tuple[str, ...] = ()
-    secret: str | None = field(default=None, repr=False)
     redis_username: str | None = None
     redis_password: str | None = field(default=None, repr=False)
     redis_ca_file: str | None = None
     public_channels: tuple[str, ...] = ()
     # Messages each channel keeps; channels one connection may hold; messages
     # one resume may replay before the client is told to reset instead.
-    history: int = 1000
-    max_channels: int = 32
-    max_replay: int = 1000
+    history: int = core.DEFAULTS["history"]
+    max_channels: int = core.DEFAULTS["max_channels"]
+    max_replay: int = core.DEFAULTS["max_replay"]
     # Seconds a channel nobody publishes to is kept (its stream expires).
-    channel_ttl: int = 86400
-    # Where the dashboard's Prometheus endpoint reads this sidecar's counters.
-    metrics_dir: str | None = None
-    # Processes sharing the TCP port, and their count of clients (sidecar_clients.py).
-    processes: int = 1
-    clients_file: str | None = None
-
-    @property
-    def listen_url(self) -> str:
-        return f"unix:{self.path}" if self.path else f"http://{self.host}:{self.port}"
+    channel_ttl: int = core.DEFAULTS["channel_ttl"]
 
     @property
     def prefix(self) -> str:
         return shared.key_prefix(self.name)
 
 
-_NUMBERS = {
-    "heartbeat": float,
-    "max_clients": int,
-    "send_timeout": float,
-    "max_send_buffer": int,
-    "history": int,
-    "max_channels": int,
-    "max_replay": int,
-    "channel_ttl": int,
+NUMBERS = ("history", "max_channels", "max_replay", "channel_ttl")
+KEYS = core.SERVER_KEYS | {
+    *NUMBERS,
+    *("kind", "redis", "token_secret", "public_channels", "publish_timeout"),
 }
-_KEYS = {
-    "name",
-    "kind",
-    "listen",
-    "origins",
-    "secret",
-    "redis",
-    "token_secret",
-    "public_channels",
-    "publish_timeout",
-    "metrics_dir",
-    "processes",
-    "clients_file",
-    *_NUMBERS,
-}
-
-
-def _number(data: Mapping[str, Any], key: str, kind: type) -> Any:
-    value = data.get(key, getattr(PushConfig, key))
-    allowed = int if kind is int else int | float
-    if isinstance(value, bool) or not isinstance(value, allowed) or not 0 < value < math.inf:
-        raise sidecar.ConfigError(f"config key {key!r} must be a positive number, got {value!r}")
-    return kind(value)
 
 
 def _text(data: Mapping[str, Any], key: str) -> str | None:
@@ -159,55 +115,35 @@ def _text(data: Mapping[str, Any], key: str) -> str | None:
     if value in (None, ""):
         return None
     if not isinstance(value, str):
-        raise sidecar.ConfigError(f"config key {key!r} must be a string")
+        raise ConfigError(f"config key {key!r} must be a string")
     return value
 
 
 def parse_config(data: Any) -> PushConfig:
     """Validate the role-written NAME.json (decoded) of a push sidecar."""
-    if not isinstance(data, dict):
-        raise sidecar.ConfigError("config must be a JSON object")
-    unknown = sorted(set(data) - _KEYS)
-    if unknown:
-        raise sidecar.ConfigError(f"unknown config key {unknown[0]!r}")
-    # The shared rules for the name, the listener, the origins, the secret and the processes.
-    shared_keys = (
-        *("name", "listen", "origins", "secret"),
-        *("metrics_dir", "processes", "clients_file"),
-    )
-    common = sidecar.parse_config({k: data[k] for k in shared_keys if k in data})
+    core.check_keys(data, KEYS)
     server = data.get("redis")
     if not isinstance(server, dict) or not isinstance(server.get("url"), str):
-        raise sidecar.ConfigError("config key 'redis' must be an object with a 'url'")
+        raise ConfigError("config key 'redis' must be an object with a 'url'")
     if not str(server["url"]).startswith(("redis://", "rediss://", "unix://")):
-        raise sidecar.ConfigError(
-            "config key 'redis.url' must be a redis://, rediss:// or unix:// URL"
-        )
+        raise ConfigError("config key 'redis.url' must be a redis://, rediss:// or unix:// URL")
     token_secret = data.get("token_secret")
-    if not isinstance(token_secret, str) or len(token_secret) < sidecar.MIN_SECRET_LENGTH:
-        raise sidecar.ConfigError(
-            f"config key 'token_secret' must be at least {sidecar.MIN_SECRET_LENGTH} characters"
+    if not isinstance(token_secret, str) or len(token_secret) < core.MIN_SECRET_LENGTH:
+        raise ConfigError(
+            f"config key 'token_secret' must be at least {core.MIN_SECRET_LENGTH} characters"
         )
     public = data.get("public_channels", [])
     if not isinstance(public, list) or not all(isinstance(p, str) and p for p in public):
-        raise sidecar.ConfigError("config key 'public_channels' must list channel patterns")
+        raise ConfigError("config key 'public_channels' must list channel patterns")
     return PushConfig(
-        name=common.name,
-        host=common.host,
-        port=common.port,
-        path=common.path,
-        origins=common.origins,
-        secret=common.secret,
+        **core.parse_server(data, PushConfig.name),
         redis_url=server["url"],
         redis_username=_text(server, "username"),
         redis_password=_text(server, "password"),
         redis_ca_file=_text(server, "ca_file"),
         token_secret=token_secret,
         public_channels=tuple(public),
-        metrics_dir=common.metrics_dir,
-        processes=common.processes,
-        clients_file=common.clients_file,
-        **{key: _number(data, key, kind) for key, kind in _NUMBERS.items()},
+        **{key: core.positive(data, key, core.DEFAULTS[key]) for key in NUMBERS},
     )
 
 
@@ -440,12 +376,12 @@ class Channel:
     # subscribers, or the point the channel was first watched from.
     last_id: str | None = None
     starting: asyncio.Future[str] | None = None
-    subscribers: dict[sidecar._Client, Subscription] = field(default_factory=dict)
+    subscribers: dict[core.Client, Subscription] = field(default_factory=dict)
 
 
 @dataclass(eq=False)
 class Subscription:
-    client: sidecar._Client
+    client: core.Client
     channel: Channel
     # While the client catches up, live messages wait here: (position, frame).
     pending: list[tuple[Position, bytes]] | None = field(default_factory=list)
@@ -463,8 +399,9 @@ class Connection:
     subs: dict[str, Subscription] = field(default_factory=dict)
 
 
-class PushSidecar:
-    """The WebSocket side (subscriptions) and the Redis side (one relay task)."""
+class PushSidecar(core.WebSocketServer):
+    """The WebSocket side (subscriptions, on core.WebSocketServer) and the
+    Redis side (one relay task)."""
 
     def __init__(
         self,
@@ -474,11 +411,17 @@ class PushSidecar:
         errors: tuple[type, ...],
         metrics: sidecar_metrics.Metrics | None = None,
     ):
-        self.config = config
-        self.metrics = metrics or sidecar_metrics.open_metrics(config.name, None, push=True)
+        super().__init__(
+            config,
+            metrics or sidecar_metrics.open_metrics(config.name, None, push=True),
+            log,
+            what="push",
+            max_message=MAX_CLIENT_MESSAGE,
+        )
+        self.config: PushConfig = config
         # feed: the relay's blocking XREAD; query: everything else.
         self.feed, self.query, self.errors = feed, query, errors
-        self.clients: dict[sidecar._Client, Connection] = {}
+        self.clients: dict[core.Client, Connection]
         self.channels: dict[str, Channel] = {}
         self.epoch: str | None = None
         self.feed_problem: str | None = "not connected to Redis yet"
@@ -491,40 +434,40 @@ class PushSidecar:
         # A read this long may have missed entries trimmed before it: checked.
         self.full_read = min(config.history, READ_COUNT)
         self.ttl_ms = config.channel_ttl * 1000
-        # Every client takes a place here from before its handshake until it leaves.
-        self.cap = sidecar_clients.client_count(config.max_clients, config.clients_file)
         self._wake = asyncio.Event()
-        self.app = web.Application(middlewares=[self.require_secret])
         self.app.router.add_get("/", self.handle_index)
         self.app.router.add_get("/push.js", self.handle_script)
-        self.app.router.add_get("/ws", self.handle_ws)
         self.relay_task: asyncio.Task[None] | None = None
         self.expiry_task: asyncio.Task[None] | None = None
         self.stats_task: asyncio.Task[None] | None = None
         self.app.on_startup.append(self._start_relay)
-        self.app.on_shutdown.append(self._abort_clients)
         self.app.on_cleanup.append(self._stop_relay)
 
-    # --- sending ---------------------------------------------------------
-    def send(self, client: sidecar._Client, frame: bytes) -> None:
-        c = self.config
-        problem = sidecar.queue_frame(
-            client, frame, time.monotonic(), c.send_timeout, c.max_send_buffer
-        )
-        if problem is not None:
-            self.drop(client, problem or None)
+    # --- clients (core.WebSocketServer's hooks) ----------------------------
+    def opened(self, client: core.Client) -> Connection:
+        burst = 2 * self.config.max_channels
+        return Connection(RequestBudget(REQUESTS_PER_SECOND, burst, time.monotonic()))
 
-    def send_text(self, client: sidecar._Client, text: str) -> None:
-        self.send(client, sidecar.text_frame(text))
+    def welcome(self, client: core.Client) -> None:
+        if self.feed_problem is not None:
+            self.send_text(client, control_text("status", feed="interrupted"))
 
-    async def send_paced(self, client: sidecar._Client, frame: bytes) -> bool:
+    async def received(self, client: core.Client, text: str) -> None:
+        await self.on_message(client, text)
+
+    def closed(self, client: core.Client, state: Connection) -> None:
+        for sub in state.subs.values():
+            self._unsubscribe(sub)
+
+    # --- sending -----------------------------------------------------------
+    async def send_paced(self, client: core.Client, frame: bytes) -> bool:
         """Send a replayed frame once the client's unsent bytes leave room for
         it under the buffer limit (or none are left); False if the client
         is gone, or dropped for not reading within the send timeout."""
         c = self.config
         deadline = time.monotonic() + c.send_timeout
         while True:
-            if client not in self.clients or client.transport.is_closing() or client.ws.closed:
+            if client not in self.clients or client.gone:
                 return False
             buffered = client.transport.get_write_buffer_size()
             if not buffered or buffered + len(frame) <= c.max_send_buffer:
@@ -539,19 +482,6 @@ class PushSidecar:
             self.drop(client, f"send failed: {exc!r}")
             return False
         return True
-
-    def drop(self, client: sidecar._Client, reason: str | None) -> None:
-        if reason:
-            log.warning("dropping client %s: %s", client.peer, reason)
-            if client in self.clients:
-                self.metrics.dropped_for(reason)
-        self.forget(client)
-        client.transport.abort()
-
-    def forget(self, client: sidecar._Client) -> None:
-        conn = self.clients.pop(client, None)
-        for sub in conn.subs.values() if conn else ():
-            self._unsubscribe(sub)
 
     def _unsubscribe(self, sub: Subscription) -> None:
         channel = sub.channel
@@ -569,7 +499,7 @@ class PushSidecar:
         self.send_text(sub.client, control_text(kind, channel=sub.channel.name, reason=reason))
 
     def tell_everyone(self, text: str) -> None:
-        frame = sidecar.text_frame(text)
+        frame = core.text_frame(text)
         for client in list(self.clients):
             self.send(client, frame)
 
@@ -652,7 +582,7 @@ class PushSidecar:
             position=channel.last_id,
             reason="more messages came at once than the history keeps",
         )
-        self.tell_subscribers(channel, newest, sidecar.text_frame(text))
+        self.tell_subscribers(channel, newest, core.text_frame(text))
         return True
 
     def deliver(self, channel: Channel, entries: Sequence[tuple[str, Mapping[str, str]]]) -> None:
@@ -667,7 +597,7 @@ class PushSidecar:
                 log.warning("skipping entry %s of %s: not a published message", entry, channel.key)
                 continue
             live = sum(sub.pending is None for sub in channel.subscribers.values())
-            self.tell_subscribers(channel, at, sidecar.text_frame(text))
+            self.tell_subscribers(channel, at, core.text_frame(text))
             self.metrics.messages.inc()
             self.metrics.deliveries.inc(live)
             # From Redis taking the message in (its ID, Redis's clock) to queued for everyone.
@@ -805,7 +735,7 @@ class PushSidecar:
         return stream_state(info, int(seconds) * 1000 + int(micros) // 1000)
 
     # --- subscriptions ---------------------------------------------------
-    async def on_message(self, client: sidecar._Client, raw: str) -> None:
+    async def on_message(self, client: core.Client, raw: str) -> None:
         conn = self.clients.get(client)
         if conn is None:  # dropped meanwhile
             return
@@ -847,7 +777,7 @@ class PushSidecar:
 
     def renew(
         self,
-        client: sidecar._Client,
+        client: core.Client,
         conn: Connection,
         name: str | None,
         found: shared.Grant | str | None,
@@ -891,7 +821,7 @@ class PushSidecar:
 
     async def subscribe(
         self,
-        client: sidecar._Client,
+        client: core.Client,
         conn: Connection,
         name: str,
         since: Any,
@@ -948,7 +878,7 @@ class PushSidecar:
             replayed=replayed,
             **expiry(sub.grant, time.time()),
         )
-        return sidecar.text_frame(text)
+        return core.text_frame(text)
 
     async def _resume(
         self, sub: Subscription, since: Any, client_epoch: Any, upto: str
@@ -974,7 +904,7 @@ class PushSidecar:
                 if replayed == self.config.max_replay:
                     problem = f"more than {self.config.max_replay} messages to replay"
                     break
-                if not await self.send_paced(client, sidecar.text_frame(text)):
+                if not await self.send_paced(client, core.text_frame(text)):
                     return None
                 replayed += 1
         if problem is not None:
@@ -988,19 +918,6 @@ class PushSidecar:
         return held
 
     # --- HTTP --------------------------------------------------------------
-    @web.middleware
-    async def require_secret(
-        self, request: web.Request, handler: Callable[[web.Request], Any]
-    ) -> web.StreamResponse:
-        if not sidecar.secret_matches(
-            request.headers.get(sidecar.SECRET_HEADER), self.config.secret
-        ):
-            log.warning(
-                "refused a request to %s not sent by Apache (no valid secret)", request.path
-            )
-            raise web.HTTPForbidden(text="only the front end may reach this sidecar\n")
-        return await handler(request)
-
     async def handle_index(self, _request: web.Request) -> web.Response:
         # Unready while Redis is out of reach: the role's readiness check then
         # fails naming this sidecar (a wrong password, say) instead of passing.
@@ -1019,68 +936,14 @@ class PushSidecar:
             headers={"Cache-Control": "no-cache"},
         )
 
-    async def handle_ws(self, request: web.Request) -> web.StreamResponse:
-        origin = request.headers.get("Origin")
-        if not sidecar.origin_allowed(
-            origin, sidecar.site_host(request.headers), self.config.origins
-        ):
-            log.warning("refused a WebSocket from origin %r (cross-site)", origin)
-            self.metrics.refused_origin.inc()
-            raise web.HTTPForbidden(text="cross-origin WebSocket refused\n")
-        # Refuse before the handshake: upgrades in progress count against the cap too.
-        if self.cap.admit() is not None:
-            self.metrics.refused_at_cap.inc()
-            raise web.HTTPServiceUnavailable(text="too many push clients\n")
-        try:
-            return await self._serve_client(request)
-        finally:
-            self.cap.release()
-
-    async def _serve_client(self, request: web.Request) -> web.WebSocketResponse:
-        transport = request.transport
-        if transport is None:
-            raise web.HTTPBadRequest(text="connection already closed\n")
-        peer = request.headers.get("X-Forwarded-For") or request.remote or "?"
-        ws = web.WebSocketResponse(
-            heartbeat=self.config.heartbeat, compress=False, max_msg_size=MAX_CLIENT_MESSAGE
-        )
-        await ws.prepare(request)
-        client = sidecar._Client(ws, transport, peer)
-        burst = 2 * self.config.max_channels
-        self.clients[client] = Connection(
-            RequestBudget(REQUESTS_PER_SECOND, burst, time.monotonic())
-        )
-        self.metrics.accepted.inc()
-        try:
-            if self.feed_problem is not None:
-                self.send_text(client, control_text("status", feed="interrupted"))
-            async for msg in ws:
-                if msg.type == WSMsgType.TEXT:
-                    await self.on_message(client, msg.data)
-        except ConnectionResetError:
-            # Dropped (or gone) while aiohttp answered one of its pings: logged
-            # once by drop(), not as a failed request with a traceback.
-            pass
-        finally:
-            self.forget(client)
-        return ws
-
     async def _start_relay(self, _app: web.Application) -> None:
         self.relay_task = asyncio.create_task(self.relay())
         self.expiry_task = asyncio.create_task(self.expire())
         if self.config.metrics_dir is not None:  # a dashboard reads it
             self.stats_task = asyncio.create_task(self.watch_redis())
 
-    async def _abort_clients(self, _app: web.Application) -> None:
-        for client in list(self.clients):
-            self.drop(client, None)
-
     async def _stop_relay(self, _app: web.Application) -> None:
-        tasks = {t for t in (self.relay_task, self.expiry_task, self.stats_task) if t is not None}
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
+        await core.stop_tasks((self.relay_task, self.expiry_task, self.stats_task))
         self.cap.close()
 
 
@@ -1089,7 +952,7 @@ def redis_clients(config: PushConfig) -> tuple[Any, Any, tuple[type, ...]]:
     and the exceptions that mean Redis is out of reach. Both are bounded: a
     burst of thousands of subscribes waits for a free connection instead of
     opening one each, which would take the descriptors the clients need
-    (sidecar_clients.FD_RESERVE)."""
+    (clients.FD_RESERVE)."""
     import redis
     import redis.asyncio
 
@@ -1139,24 +1002,21 @@ async def serve(
             tasks[push.stats_task] = "push Redis statistics task ended"
         return tasks
 
-    await sidecar.serve_app(push.app, config, essentials, "the push channel", stop)
+    await core.serve_app(push.app, config, essentials, "the push channel", stop)
 
 
 def load_config(path: str) -> PushConfig:
-    try:
-        return parse_config(sidecar.read_config_file(path))
-    except sidecar.ConfigError as exc:
-        raise sidecar.ConfigError(f"{path}: {exc}") from None
+    return core.load_config(path, parse_config)
 
 
 def run_service(
     config_path: str,
     *,
     exit_hook: Callable[[int], NoReturn] = os._exit,
-    restart_delay: float = sidecar.RESTART_DELAY,
+    restart_delay: float = core.RESTART_DELAY,
 ) -> NoReturn:
     """Entry point for the mod_wsgi service script; serves for the life of the process."""
     config = load_config(config_path)
-    sidecar.setup_logging(config.name)
+    core.setup_logging(config.name)
     metrics = sidecar_metrics.open_metrics(config.name, config.metrics_dir, push=True)
-    sidecar.run_until_exit(lambda: serve(config, metrics=metrics), exit_hook, restart_delay)
+    core.run_until_exit(lambda: serve(config, metrics=metrics), exit_hook, restart_delay)

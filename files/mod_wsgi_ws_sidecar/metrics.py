@@ -5,7 +5,7 @@ Apache's figures carry apache_exporter's names and labels, so dashboards
 built on it work unchanged; they come from the dashboard's last scoreboard
 reading, the host's load averages and the Apache processes' CPU times in
 /proc. Open WebSockets per sidecar are counted on the scoreboard
-(sidecar_trends), a user's own sidecars' too. What happens inside the
+(trends.py), a user's own sidecars' too. What happens inside the
 built-in sidecars (refusals, slow clients dropped, fan-out delay, the push
 channel's messages) each of them counts in its own process: prometheus-
 client's multiprocess mode keeps those counters in files of one directory,
@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import sidecar_trends
+from . import trends as sidecar_trends
 
 # apache_exporter's scoreboard states, by the dashboard's state names.
 SCOREBOARD_LABELS = {

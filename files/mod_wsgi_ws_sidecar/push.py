@@ -1,6 +1,6 @@
 """Publishing to the push channel from a WSGI application.
 
-    import mod_wsgi_ws_sidecar_push as push
+    from mod_wsgi_ws_sidecar import push
 
     push.publish("orders.42", {"status": "shipped"})    # in any request handler
     token = push.token("orders.42", subject="user:7")  # for a browser allowed to watch it

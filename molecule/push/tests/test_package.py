@@ -1,0 +1,36 @@
+"""What the role puts on the application's python-path: its package
+mod_wsgi_ws_sidecar alone, so the application's own modules (one named
+`sidecar`, say) are never shadowed, and the publisher imports as
+mod_wsgi_ws_sidecar.push."""
+
+PYTHON_DIR = "/usr/local/lib/mod_wsgi_ws_sidecar/python"
+SITE = "/etc/apache2/sites-available/mod_wsgi_ws_sidecar.conf"
+USER_DIR = "/opt/mws-test/user-app"
+# The application's own module named like a module the role once installed.
+IMPORT_CHECK = f"""
+import sys
+sys.path[:0] = [{PYTHON_DIR!r}, {USER_DIR!r}]
+import sidecar
+assert sidecar.OWNER == "the application", sidecar.__file__
+from mod_wsgi_ws_sidecar import push
+assert push.__file__ == {PYTHON_DIR!r} + "/mod_wsgi_ws_sidecar/push.py", push.__file__
+print("ok")
+"""
+
+
+def test_the_applications_path_holds_the_package_alone(host):
+    assert host.check_output("ls -A %s", PYTHON_DIR).split() == ["mod_wsgi_ws_sidecar"]
+    app_group = [
+        line for line in host.file(SITE).content_string.splitlines() if "python-path=" in line
+    ]
+    assert app_group and all(PYTHON_DIR in line for line in app_group), app_group
+    # Nothing of the role's is left at the top of its lib directory but the demo.
+    lib = host.check_output("ls -A /usr/local/lib/mod_wsgi_ws_sidecar").split()
+    assert sorted(lib) == ["demo_app.wsgi", "python"], lib
+
+
+def test_the_applications_own_module_named_sidecar_still_imports(host):
+    host.check_output("mkdir -p %s", USER_DIR)
+    host.check_output("printf %s %s > %s/sidecar.py", "%s\n", 'OWNER = "the application"', USER_DIR)
+    result = host.run("python3 -c %s", IMPORT_CHECK)
+    assert result.rc == 0 and result.stdout.strip() == "ok", result.stderr
