@@ -131,6 +131,16 @@ def absolute_path(data: Mapping[str, Any], key: str) -> str | None:
     return value
 
 
+def optional_text(data: Mapping[str, Any], key: str, prefix: str = "") -> str | None:
+    """data[key]: a string, or None when absent or empty."""
+    value = data.get(key)
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"config key '{prefix}{key}' must be a string")
+    return value
+
+
 def check_keys(data: Any, allowed: set[str] | frozenset[str]) -> None:
     if not isinstance(data, dict):
         raise ConfigError("config must be a JSON object")

@@ -78,6 +78,8 @@ def parse_config(data: Any) -> Config:
     try:
         fleet = sidecar_fleet.parse_fleet(data["fleet"]) if "fleet" in data else None
         routes = sidecar_trends.parse_routes(data.get("sidecars", []))
+    except ConfigError:
+        raise
     except ValueError as exc:
         raise ConfigError(f"config key {exc}") from None
     return Config(

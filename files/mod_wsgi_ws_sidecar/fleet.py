@@ -22,6 +22,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import core
+
 log = logging.getLogger("sidecar")
 
 # Under the push channel's Redis user's keys (mod_wsgi_ws_sidecar:*), apart
@@ -44,15 +46,6 @@ class FleetConfig:
 
 
 _FLEET_KEYS = {"host", "redis", "silent_after"}
-
-
-def _optional_text(data: Mapping[str, Any], key: str) -> str | None:
-    value = data.get(key)
-    if value in (None, ""):
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"'fleet.redis.{key}' must be a string")
-    return value
 
 
 def parse_fleet(data: Any) -> FleetConfig:
@@ -81,9 +74,9 @@ def parse_fleet(data: Any) -> FleetConfig:
         host=host,
         redis_url=server["url"],
         silent_after=float(silent_after),
-        redis_username=_optional_text(server, "username"),
-        redis_password=_optional_text(server, "password"),
-        redis_ca_file=_optional_text(server, "ca_file"),
+        redis_username=core.optional_text(server, "username", "fleet.redis."),
+        redis_password=core.optional_text(server, "password", "fleet.redis."),
+        redis_ca_file=core.optional_text(server, "ca_file", "fleet.redis."),
     )
 
 

@@ -110,15 +110,6 @@ KEYS = core.SERVER_KEYS | {
 }
 
 
-def _text(data: Mapping[str, Any], key: str) -> str | None:
-    value = data.get(key)
-    if value in (None, ""):
-        return None
-    if not isinstance(value, str):
-        raise ConfigError(f"config key {key!r} must be a string")
-    return value
-
-
 def parse_config(data: Any) -> PushConfig:
     """Validate the role-written NAME.json (decoded) of a push sidecar."""
     core.check_keys(data, KEYS)
@@ -138,9 +129,9 @@ def parse_config(data: Any) -> PushConfig:
     return PushConfig(
         **core.parse_server(data, PushConfig.name),
         redis_url=server["url"],
-        redis_username=_text(server, "username"),
-        redis_password=_text(server, "password"),
-        redis_ca_file=_text(server, "ca_file"),
+        redis_username=core.optional_text(server, "username", "redis."),
+        redis_password=core.optional_text(server, "password", "redis."),
+        redis_ca_file=core.optional_text(server, "ca_file", "redis."),
         token_secret=token_secret,
         public_channels=tuple(public),
         **{key: core.positive(data, key, core.DEFAULTS[key]) for key in NUMBERS},
