@@ -811,3 +811,29 @@ def test_a_push_sidecar_alone_of_several_processes_has_a_shared_directory() -> N
     settings = alone["sidecars"][0]["settings"]
     assert "metrics_dir" not in settings
     assert settings["clients_file"] == "/run/mod_wsgi_ws_sidecar_metrics/push.clients"
+
+
+def test_the_plan_ansible_reads_holds_plain_values_only() -> None:
+    """Records stay inside the plan (sidecar_record.Sidecar); what the filter
+    returns is dicts, lists and JSON's scalars, the same on every ansible-core."""
+    echo = {"name": "echo", "mount": "/echo/", "listener": "unix", "script": "/srv/echo.py"}
+    derived = plan(**PUSH_SECRETS, **sidecars(SIDECAR, PUSH, echo))
+    assert derived["problems"] == []
+
+    def walk(value: Any, at: str) -> None:
+        assert type(value) in (dict, list, str, int, float, bool, type(None)), (at, type(value))
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{at}.{key}")
+        elif isinstance(value, list):
+            for n, item in enumerate(value):
+                walk(item, f"{at}[{n}]")
+
+    walk(derived, "plan")
+
+
+def test_a_sidecar_field_the_role_does_not_know_is_a_problem() -> None:
+    derived = plan(**sidecars({**SIDECAR, "mountt": "/x/"}))
+    assert derived["problems"] == [
+        "mod_wsgi_ws_sidecar_sidecars[0] has fields the role does not know: ['mountt']."
+    ]

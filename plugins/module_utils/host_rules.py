@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils.kinds import MODES
+
 DEBIAN_PYTHON = "/usr/bin/python3"
 SIDECARS = "mod_wsgi_ws_sidecar_sidecars"
 # PIDs left for everything on the host but Apache's worker threads (its
@@ -62,7 +64,8 @@ def what_to_look_at(
         "venv_python": v["venv_python"],
         "pip_ca_bundle": v["pip_ca_bundle"],
         "mod_wsgi_source": v["mod_wsgi_source"],
-        "express": v["mode"] == "express",
+        # mod_wsgi from PyPI always (mod_wsgi-express's mode): the kinds table's own_venv.
+        "pypi_mod_wsgi": MODES[v["mode"]].own_venv if v["mode"] in MODES else False,
         "run_dir": c["run_dir"],
     }
 
@@ -182,5 +185,5 @@ def host_plan(
         )
     return {
         "problems": problems,
-        "use_pypi_module": look["express"] or look["mod_wsgi_source"] == "pypi" or use_pypi,
+        "use_pypi_module": look["pypi_mod_wsgi"] or look["mod_wsgi_source"] == "pypi" or use_pypi,
     }

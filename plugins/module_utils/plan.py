@@ -39,6 +39,10 @@ from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils.kinds i
     SYSTEM,
     package_files,
 )
+from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils.sidecar_record import (
+    FIELDS,
+    Sidecar,
+)
 from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils.sizing import mpm_sizing
 
 PREFIX = "mod_wsgi_ws_sidecar_"
@@ -272,10 +276,14 @@ class Plan:
         return internal
 
     # --- the sidecars ------------------------------------------------------
-    def resolve(self, item: Mapping[str, Any]) -> dict[str, Any]:
+    def resolve(self, item: Mapping[str, Any], index: int) -> Sidecar:
         """One sidecar with its defaults filled in and its derived values."""
         tunables = {key: self.c["sidecar_defaults"][key] for key in TUNABLES}
-        sidecar = {**SIDECAR_DEFAULTS, **tunables, **item}
+        unknown = sorted(set(item) - set(SIDECAR_DEFAULTS) - set(TUNABLES) - {"name"})
+        if unknown:
+            self.problem(f"{SIDECARS}[{index}] has fields the role does not know: {unknown}.")
+        known = {key: value for key, value in item.items() if key in FIELDS}
+        sidecar = {**SIDECAR_DEFAULTS, **tunables, **known}
         name = str(sidecar.get("name", ""))
         own_dir = f"{self.c['run_dir']}/{name}"
         socket = sidecar["socket"] or f"{own_dir}/sidecar.sock"
@@ -307,8 +315,9 @@ class Plan:
             reverse_backend=reverse_backend,
             listen=listen,
             prefix=sidecar["mount"].rstrip("/") if isinstance(sidecar["mount"], str) else "",
+            index=index,
         )
-        return sidecar
+        return Sidecar(**sidecar)
 
     def default_processes(self, sidecar: Mapping[str, Any], builtin: bool) -> int:
         """Several processes share a TCP port (SO_REUSEPORT) in system mode; a unix
@@ -706,6 +715,7 @@ def settings(
     fleet: Mapping[str, Any],
     routes: Sequence[Mapping[str, Any]],
     metrics_dir: str,
+    shared_dir: str,
 ) -> dict[str, Any]:
     """What the sidecar's NAME.json holds, but its secret (added on the host)."""
     written: dict[str, Any] = {
@@ -748,6 +758,12 @@ def settings(
             written["fleet"] = dict(fleet)
     else:
         written["prefix"] = sidecar["prefix"]
+    if shared_count(sidecar):
+        # Its processes keep their count of clients there.
+        written.update(
+            processes=sidecar["processes"],
+            clients_file=f"{shared_dir}/{sidecar['name']}.clients",
+        )
     return written
 
 
@@ -907,9 +923,7 @@ def build_plan(variables: Mapping[str, Any], constants: Mapping[str, Any]) -> di
     v, c = plan.v, constants
     plan.check_site()
     plan.check_auth()
-    sidecars = [plan.resolve(item) for item in v["sidecars"]]
-    for index, sidecar in enumerate(sidecars):
-        sidecar["index"] = index
+    sidecars = [plan.resolve(item, index) for index, item in enumerate(v["sidecars"])]
     internal = plan.internal_host(sidecars)
     front_end_ports = [HTTP_PORT]
     if v["tls"]:
@@ -945,14 +959,14 @@ def build_plan(variables: Mapping[str, Any], constants: Mapping[str, Any]) -> di
     shared_dir = c["metrics_dir"] if metrics_dir or any(shared_count(s) for s in sidecars) else ""
     # From checked fields only: a problem already stops the run.
     routes = websocket_routes(sidecars) if counts_ok and not plan.problems else []
-    for sidecar in sidecars:
-        sidecar["pool"] = mpm["pools"].get(sidecar["name"], 1)
-        sidecar["settings"] = settings(sidecar, redis, fleet, routes, metrics_dir)
-        if shared_count(sidecar):
-            sidecar["settings"].update(
-                processes=sidecar["processes"],
-                clients_file=f"{c['metrics_dir']}/{sidecar['name']}.clients",
-            )
+    sidecars = [
+        s.with_values(
+            pool=mpm["pools"].get(s.name, 1),
+            settings=settings(s, redis, fleet, routes, metrics_dir, c["metrics_dir"]),
+        )
+        for s in sidecars
+    ]
+    push = [s for s in sidecars if s.kind == PUSH.name]
 
     app_file = v["app_script"] or f"{c['lib_dir']}/demo_app.wsgi"
     # With a push channel, the application imports its publisher from the package.
@@ -964,14 +978,15 @@ def build_plan(variables: Mapping[str, Any], constants: Mapping[str, Any]) -> di
         "problems": plan.problems,
         "mode": mode.name,
         "other_mode": mode.other,
-        "sidecars": sidecars,
-        "unix_sidecars": unix,
-        "push_sidecars": push,
+        # Dicts from here: what Ansible's templates and tasks read.
+        "sidecars": [s.as_dict() for s in sidecars],
+        "unix_sidecars": [s.as_dict() for s in unix],
+        "push_sidecars": [s.as_dict() for s in push],
         "shared_dir": shared_dir,
         "redis": redis,
         "app_python_path": app_python_path,
         "package": package,
-        "internal_sidecars": [s for s in sidecars if s["internal"]],
+        "internal_sidecars": [s.as_dict() for s in sidecars if s.internal],
         "internal": internal,
         "mpm": mpm,
         "venv": venv,
