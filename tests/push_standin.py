@@ -73,7 +73,7 @@ class Streams:
         return await self.add(key, {"d": shared.encode_message(data)}, maxlen)
 
     async def revoke(self, subject: str | None = None, channel: str | None = None) -> str:
-        """What mod_wsgi_ws_sidecar_push.revoke adds."""
+        """What push.revoke adds."""
         fields = shared.revocation_fields(subject, channel, int(time.time() * 1000))
         return await self.add(shared.control_key(PREFIX), fields)
 

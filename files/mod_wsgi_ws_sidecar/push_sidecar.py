@@ -245,7 +245,7 @@ def is_public(channel: str, patterns: Sequence[str]) -> bool:
 
 
 class Revocations:
-    """What the application revoked (mod_wsgi_ws_sidecar_push.revoke) within
+    """What the application revoked (push.revoke) within
     a token's lifetime: by subject, by channel, or one subject on one channel,
     each with the moment (ms) before which the tokens it names were signed."""
 

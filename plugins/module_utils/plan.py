@@ -104,7 +104,7 @@ SOCKET_MAX = 100
 REALM = re.compile(r"[A-Za-z0-9 ._,:()-]{1,100}")
 PASSWORD = re.compile(r"[^\r\n]{1,72}")
 REQUIRE_RULE = re.compile(r"[^\n<>]+")
-# Push channels: names as mod_wsgi_ws_sidecar_push.CHANNEL, with shell patterns.
+# Push channels: names as mod_wsgi_ws_sidecar.push.CHANNEL, with shell patterns.
 CHANNEL_PATTERN = re.compile(r"[A-Za-z0-9._:@*?\[\]-]{1,100}")
 REDIS_URL = re.compile(
     r"rediss?://([^\s@/]+@)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?(/[0-9]{1,2})?"
@@ -145,7 +145,7 @@ LOOPBACK = "127.0.0.1"
 # max_clients, up to the host's cores. One process fans a tick out to 10,000
 # clients in about 0.3 s on these machines (docs/benchmarks.md), one core.
 CLIENTS_PER_PROCESS = 2500
-# The most processes of one sidecar (files/sidecar_clients.py: half its slots,
+# The most processes of one sidecar (the package's clients.py: half its slots,
 # the rest for the processes of the Apache generation before, still ending).
 MAX_PROCESSES = 32
 

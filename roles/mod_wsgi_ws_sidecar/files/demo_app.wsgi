@@ -29,7 +29,7 @@ def answer(start_response, status, text):
 
 def push_demo(environ, start_response, action):
     try:
-        import mod_wsgi_ws_sidecar_push as push
+        from mod_wsgi_ws_sidecar import push
     except ImportError:
         return answer(start_response, "404 Not Found", "no push channel here\n")
     if action == "publish" and environ.get("REQUEST_METHOD") == "POST":
