@@ -3,6 +3,8 @@ mod_wsgi_ws_sidecar alone, so the application's own modules (one named
 `sidecar`, say) are never shadowed, and the publisher imports as
 mod_wsgi_ws_sidecar.push."""
 
+from conftest import converge, scenario_hosts
+
 PYTHON_DIR = "/usr/local/lib/mod_wsgi_ws_sidecar/python"
 SITE = "/etc/apache2/sites-available/mod_wsgi_ws_sidecar.conf"
 USER_DIR = "/opt/mws-test/user-app"
@@ -34,3 +36,17 @@ def test_the_applications_own_module_named_sidecar_still_imports(host):
     host.check_output("printf %s %s > %s/sidecar.py", "%s\n", 'OWNER = "the application"', USER_DIR)
     result = host.run("python3 -c %s", IMPORT_CHECK)
     assert result.rc == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_the_modules_an_earlier_release_left_flat_are_removed():
+    """A host of a release before the package: its modules sat beside the
+    demo application, on the python-path. The next run removes them."""
+    lib = "/usr/local/lib/mod_wsgi_ws_sidecar"
+    left = ["sidecar.py", "sidecar_metrics.py", "mod_wsgi_ws_sidecar_push.py", "push.js"]
+    hosts = scenario_hosts()
+    for host in hosts:
+        for name in left:
+            host.check_output("echo '# earlier release' > %s/%s", lib, name)
+    converge()
+    for host in hosts:
+        assert sorted(host.check_output("ls -A %s", lib).split()) == ["demo_app.wsgi", "python"]
