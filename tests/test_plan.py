@@ -837,3 +837,9 @@ def test_a_sidecar_field_the_role_does_not_know_is_a_problem() -> None:
     assert derived["problems"] == [
         "mod_wsgi_ws_sidecar_sidecars[0] has fields the role does not know: ['mountt']."
     ]
+
+
+def test_a_mode_the_role_does_not_have_is_a_problem() -> None:
+    assert plan(mode="nginx")["problems"] == [
+        'mod_wsgi_ws_sidecar_mode must be one of system, express; got "nginx".'
+    ]

@@ -182,6 +182,11 @@ class Plan:
     # --- the application and the site --------------------------------------
     def check_site(self) -> None:
         v = self.v
+        if v["mode"] not in MODES:
+            self.problem(
+                f"""mod_wsgi_ws_sidecar_mode must be one of {", ".join(MODES)}; got
+                "{v["mode"]}"."""
+            )
         if "script_src" in v:
             self.problem(
                 """mod_wsgi_ws_sidecar_script_src is no longer read: the built-in sidecars
