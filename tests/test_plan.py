@@ -843,3 +843,8 @@ def test_a_mode_the_role_does_not_have_is_a_problem() -> None:
     assert plan(mode="nginx")["problems"] == [
         'mod_wsgi_ws_sidecar_mode must be one of system, express; got "nginx".'
     ]
+
+
+def test_the_dashboards_old_source_variable_is_refused_saying_why() -> None:
+    (problem,) = plan(script_src="/srv/my/sidecar.py")["problems"]
+    assert problem.startswith("mod_wsgi_ws_sidecar_script_src is no longer read")
