@@ -174,7 +174,8 @@ def test_project_holds_nothing_of_the_repository(project: Path) -> None:
     config = (project / "ansible.cfg").read_text()
     assert str(ROOT) not in config and "collections_path = ./collections" in config
     installed = project / "collections/ansible_collections/mod_wsgi_ws_sidecar/apache"
-    assert (installed / "files/sidecar.py").is_file() and not installed.is_symlink()
+    assert not installed.is_symlink()
+    assert (installed / "files/mod_wsgi_ws_sidecar/core.py").is_file()
     assert "mod_wsgi_ws_sidecar.apache.mod_wsgi_ws_sidecar" in (project / "site.yml").read_text()
 
 
