@@ -6,11 +6,12 @@ by channel or both."""
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from mod_wsgi_ws_sidecar import push as shared
 from mod_wsgi_ws_sidecar import push_sidecar
 from push_standin import SECRET, Streams, messages, receive, run, serving, subscribe
@@ -22,19 +23,13 @@ def token(subject: str | None = None, ttl: float = 60, now: float | None = None)
     return shared.sign_token(SECRET, ORDERS, ttl, now=now, subject=subject)
 
 
-def short_token(subject: str) -> str:
-    """A token that expires 1 to 2 seconds from now. Expiry is a whole
-    second, so a ttl of 1 would leave anything from 1 s down to nothing:
-    too little, now and then, for the subscribe itself."""
-    return token(subject, ttl=2, now=float(math.floor(time.time())))
-
-
 # --- tokens (pure) -----------------------------------------------------------------------
 
 
 def test_a_token_carries_its_subject_and_when_it_was_signed() -> None:
     grant = shared.read_token(SECRET, ORDERS, token("user:7", now=1000.5), now=1001)
-    assert grant == shared.Grant(expires=1060, issued_ms=1_000_500, subject="user:7")
+    # A token lives at least its ttl: the expiry is rounded up to a whole second.
+    assert grant == shared.Grant(expires=1061, issued_ms=1_000_500, subject="user:7")
     without = shared.read_token(SECRET, ORDERS, token(now=1000), now=1001)
     assert without == shared.Grant(expires=1060, issued_ms=1_000_000, subject=None)
 
@@ -96,8 +91,8 @@ def test_a_subscription_ends_when_its_token_expires() -> None:
     async def scenario() -> None:
         redis = Streams()
         async with serving(redis) as (_push, client), client.ws_connect("/ws") as ws:
-            answer = await subscribe(ws, ORDERS, token=short_token("user:7"))
-            assert answer["type"] == "subscribed" and 0 < answer["expires_in"] <= 2
+            answer = await subscribe(ws, ORDERS, token=token("user:7", ttl=1))
+            assert answer["type"] == "subscribed" and 0.5 < answer["expires_in"] <= 2
             ended = await receive(ws, timeout=3)
             assert ended == {"type": "expired", "channel": ORDERS, "reason": "token expired"}
             # Nothing after: the subscription is gone.
@@ -112,7 +107,7 @@ def test_a_token_renewed_in_time_keeps_the_subscription_without_a_gap() -> None:
     async def scenario() -> None:
         redis = Streams()
         async with serving(redis) as (push, client), client.ws_connect("/ws") as ws:
-            await subscribe(ws, ORDERS, token=short_token("user:7"))
+            await subscribe(ws, ORDERS, token=token("user:7", ttl=1))
             await ws.send_json({"type": "renew", "channel": ORDERS, "token": token("user:7")})
             renewed = await receive(ws)
             assert renewed["type"] == "renewed" and renewed["expires_in"] > 50
@@ -183,3 +178,13 @@ def test_a_revocation_made_before_the_sidecar_started_still_holds() -> None:
             assert (await subscribe(ws, ORDERS, token=old))["reason"] == "token revoked"
 
     run(scenario())
+
+
+@given(
+    now=st.floats(min_value=1e9, max_value=4e9, allow_nan=False),
+    ttl=st.integers(min_value=1, max_value=shared.MAX_TOKEN_TTL),
+)
+def test_a_token_lives_at_least_its_ttl_and_at_most_a_second_more(now: float, ttl: int) -> None:
+    signed = token("user:7", ttl=ttl, now=now)
+    assert isinstance(shared.read_token(SECRET, ORDERS, signed, now + ttl - 1e-3), shared.Grant)
+    assert shared.read_token(SECRET, ORDERS, signed, now + ttl + 1) == "token expired"

@@ -24,6 +24,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import re
 import secrets
 import threading
@@ -124,14 +125,15 @@ def sign_token(
     now: float | None = None,
     subject: str | None = None,
 ) -> str:
-    """A token that opens `channel` until `ttl` seconds from now, for
-    `subject` if given: EXPIRES.ISSUED_MS.SUBJECT.MAC."""
+    """A token that opens `channel` for `subject` if given, for at least
+    `ttl` seconds from now: EXPIRES (a whole second, rounded up, so at most
+    one second more).ISSUED_MS.SUBJECT.MAC."""
     if not valid_channel(channel):
         raise ValueError(f"not a channel name: {channel!r}")
     if ttl > MAX_TOKEN_TTL:
         raise ValueError(f"a token may live at most {MAX_TOKEN_TTL} seconds")
     now = time.time() if now is None else now
-    expires, issued = int(now + ttl), int(now * 1000)
+    expires, issued = math.ceil(now + ttl), int(now * 1000)
     subject_text = _subject_text(subject)
     mac = _mac(secret, f"{channel}\n{expires}\n{issued}\n{subject_text}")
     return f"{expires}.{issued}.{subject_text}.{mac}"
