@@ -848,3 +848,11 @@ def test_a_mode_the_role_does_not_have_is_a_problem() -> None:
 def test_the_dashboards_old_source_variable_is_refused_saying_why() -> None:
     (problem,) = plan(script_src="/srv/my/sidecar.py")["problems"]
     assert problem.startswith("mod_wsgi_ws_sidecar_script_src is no longer read")
+
+
+def test_a_derived_field_given_in_an_item_is_a_problem_not_taken() -> None:
+    derived = plan(**sidecars({**SIDECAR, "pool": 99}))
+    assert derived["problems"] == [
+        "mod_wsgi_ws_sidecar_sidecars[0] has fields the role does not know: ['pool']."
+    ]
+    assert derived["sidecars"][0]["pool"] != 99

@@ -40,7 +40,6 @@ from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils.kinds i
     package_files,
 )
 from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils.sidecar_record import (
-    FIELDS,
     Sidecar,
 )
 from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils.sizing import mpm_sizing
@@ -85,6 +84,9 @@ TUNABLES = (
     "max_replay",
     "channel_ttl",
 )
+# What an item of mod_wsgi_ws_sidecar_sidecars may hold; the rest of a
+# Sidecar record is derived.
+ITEM_FIELDS = frozenset({"name", *SIDECAR_DEFAULTS, *TUNABLES})
 
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 USER_NAME = re.compile(r"[A-Za-z0-9._@-]+")
@@ -284,10 +286,10 @@ class Plan:
     def resolve(self, item: Mapping[str, Any], index: int) -> Sidecar:
         """One sidecar with its defaults filled in and its derived values."""
         tunables = {key: self.c["sidecar_defaults"][key] for key in TUNABLES}
-        unknown = sorted(set(item) - set(SIDECAR_DEFAULTS) - set(TUNABLES) - {"name"})
+        unknown = sorted(set(item) - ITEM_FIELDS)
         if unknown:
             self.problem(f"{SIDECARS}[{index}] has fields the role does not know: {unknown}.")
-        known = {key: value for key, value in item.items() if key in FIELDS}
+        known = {key: value for key, value in item.items() if key in ITEM_FIELDS}
         sidecar = {**SIDECAR_DEFAULTS, **tunables, **known}
         name = str(sidecar.get("name", ""))
         own_dir = f"{self.c['run_dir']}/{name}"
