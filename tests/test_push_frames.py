@@ -1,6 +1,6 @@
 """Any text frame a browser can send, property-based: the push sidecar
 answers it with a clean frame (refused, subscribed, reset, renewed) or nothing, and
-never raises or logs an error. Drives PushSidecar.on_message directly, with
+never raises or logs an error. Drives PushSidecar.received (the core's hook) directly, with
 the in-memory Redis, on one event loop for every example."""
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def test_any_frame_gets_a_clean_answer_or_none(
     push.clients[client] = push_sidecar.Connection(push_sidecar.RequestBudget(1000, 1000, 0))
     try:
         for frame in frames:
-            loop.run_until_complete(push.on_message(client, frame))
+            loop.run_until_complete(push.received(client, frame))
     finally:
         push.forget(client)
         logging.getLogger().removeHandler(errors)

@@ -407,10 +407,6 @@ class Sidecar(core.WebSocketServer):
         self.cap.close()
 
 
-def build_app(config: Config, metrics_source: MetricsSource) -> web.Application:
-    return Sidecar(config, metrics_source).app
-
-
 async def serve(
     config: Config,
     metrics_source: MetricsSource,

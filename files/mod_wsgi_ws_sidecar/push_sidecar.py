@@ -443,9 +443,6 @@ class PushSidecar(core.WebSocketServer):
         if self.feed_problem is not None:
             self.send_text(client, control_text("status", feed="interrupted"))
 
-    async def received(self, client: core.Client, text: str) -> None:
-        await self.on_message(client, text)
-
     def closed(self, client: core.Client, state: Connection) -> None:
         for sub in state.subs.values():
             self._unsubscribe(sub)
@@ -726,7 +723,8 @@ class PushSidecar(core.WebSocketServer):
         return stream_state(info, int(seconds) * 1000 + int(micros) // 1000)
 
     # --- subscriptions ---------------------------------------------------
-    async def on_message(self, client: core.Client, raw: str) -> None:
+    async def received(self, client: core.Client, raw: str) -> None:
+        """One request of a client (the core's hook): subscribe, renew or unsubscribe."""
         conn = self.clients.get(client)
         if conn is None:  # dropped meanwhile
             return
