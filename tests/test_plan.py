@@ -856,3 +856,38 @@ def test_a_derived_field_given_in_an_item_is_a_problem_not_taken() -> None:
         "mod_wsgi_ws_sidecar_sidecars[0] has fields the role does not know: ['pool']."
     ]
     assert derived["sidecars"][0]["pool"] != 99
+
+
+def test_the_applications_daemon_gets_mod_wsgi_express_settings_in_both_modes() -> None:
+    system = plan()
+    assert system["app_daemon_options"] == {
+        "request-timeout": "60",
+        "queue-timeout": "45",
+        "socket-timeout": "60",
+        "connect-timeout": "15",
+        "graceful-timeout": "15",
+        "startup-timeout": "15",
+        "shutdown-timeout": "5",
+        "lang": "C.UTF-8",
+        "locale": "C.UTF-8",
+    }
+    tuned = plan(mode="express", app_request_timeout=0, app_header_buffer_size=65536)
+    assert tuned["problems"] == []
+    args = tuned["express_args"]
+    assert args[args.index("--request-timeout") + 1] == "0"
+    assert args[args.index("--header-buffer-size") + 1] == "65536"
+    assert args[args.index("--locale") + 1] == "C.UTF-8" and "--lang" not in args
+
+
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [
+        ({"app_queue_timeout": -1}, "mod_wsgi_ws_sidecar_app_queue_timeout must be a whole"),
+        ({"app_shutdown_timeout": "5"}, "mod_wsgi_ws_sidecar_app_shutdown_timeout must be"),
+        ({"app_header_buffer_size": 4096}, "at least 8192; got 4096."),
+        ({"app_locale": "C.UTF-8 x"}, 'like C.UTF-8 or en_US.UTF-8; got "C.UTF-8 x".'),
+    ],
+)
+def test_the_applications_daemon_settings_are_checked(overrides: dict, says: str) -> None:
+    (problem,) = plan(**overrides)["problems"]
+    assert says in problem

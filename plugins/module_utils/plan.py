@@ -89,6 +89,18 @@ TUNABLES = (
 ITEM_FIELDS = frozenset({"name", *SIDECAR_DEFAULTS, *TUNABLES})
 
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+LOCALE = re.compile(r"[A-Za-z][A-Za-z0-9_.@-]{0,63}")
+# The application daemon's timeouts, as mod_wsgi-express sets them (each a
+# variable app_NAME; the option is NAME with "-").
+APP_TIMEOUTS = (
+    "request_timeout",
+    "queue_timeout",
+    "socket_timeout",
+    "connect_timeout",
+    "graceful_timeout",
+    "startup_timeout",
+    "shutdown_timeout",
+)
 USER_NAME = re.compile(r"[A-Za-z0-9._@-]+")
 HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
 # An origin: scheme, host (a name or a bracketed IPv6 address), optional port.
@@ -223,6 +235,23 @@ class Plan:
         for count in ("app_processes", "app_threads", "capacity_http", "ready_timeout"):
             if not whole(v[count], 1):
                 self.problem(f"{PREFIX}{count} must be a whole number of at least 1.")
+        for timeout in APP_TIMEOUTS:
+            if not whole(v[f"app_{timeout}"], 0):
+                self.problem(
+                    f"""{PREFIX}app_{timeout} must be a whole number of seconds (0 turns it
+                    off); got {v[f"app_{timeout}"]}."""
+                )
+        size = v["app_header_buffer_size"]
+        if not (whole(size, 0) and (size == 0 or size >= 8192)):
+            self.problem(
+                f"""mod_wsgi_ws_sidecar_app_header_buffer_size must be 0 (mod_wsgi's own) or
+                a whole number of bytes of at least 8192; got {size}."""
+            )
+        if not matches(LOCALE, v["app_locale"]):
+            self.problem(
+                f"""mod_wsgi_ws_sidecar_app_locale must be a locale name like C.UTF-8 or
+                en_US.UTF-8; got "{v["app_locale"]}"."""
+            )
         if v["timeout"] is not None and not whole(v["timeout"], 1):
             self.problem(
                 f"""mod_wsgi_ws_sidecar_timeout must be null or a whole number of seconds of
@@ -864,7 +893,12 @@ def express_args(
         *("--server-root", c["express_root"]),
         *("--log-directory", c["express_logs"], "--access-log"),
         *("--working-directory", posixpath.dirname(app)),
-        *("--locale", "C.UTF-8"),
+        *(
+            arg
+            for name, value in app_daemon_options(v).items()
+            if name != "lang"
+            for arg in (f"--{name}", value)
+        ),
         *("--user", v["user"], "--group", v["group"]),
         *("--port", str(HTTP_PORT)),
         *("--mount-point", v["app_mount"]),
@@ -910,6 +944,17 @@ def package_plan(c: Mapping[str, Any], kinds: set[str]) -> dict[str, Any]:
         ],
         "keep": sorted(wanted),
     }
+
+
+def app_daemon_options(v: Mapping[str, Any]) -> dict[str, str]:
+    """The application's WSGIDaemonProcess options beyond its size and user,
+    by mod_wsgi's names: for the site's directive (system mode) and as
+    mod_wsgi-express's arguments (--NAME VALUE)."""
+    options = {name.replace("_", "-"): str(v[f"app_{name}"]) for name in APP_TIMEOUTS}
+    if v["app_header_buffer_size"]:
+        options["header-buffer-size"] = str(v["app_header_buffer_size"])
+    options["lang"] = options["locale"] = str(v["app_locale"])
+    return options
 
 
 def apache_modules(v: Mapping[str, Any], base: Sequence[str]) -> list[str]:
@@ -1006,6 +1051,7 @@ def build_plan(variables: Mapping[str, Any], constants: Mapping[str, Any]) -> di
             **({"PIP_CERT": v["pip_ca_bundle"]} if v["pip_ca_bundle"] else {}),
         },
         "apache_modules": apache_modules(v, c["apache_modules"]),
+        "app_daemon_options": app_daemon_options(v),
         "express_args": express_args(
             {**v, "_max_request_workers": mpm["max_request_workers"]},
             c,
