@@ -44,6 +44,25 @@ def test_only_the_sidecar_group_reads_the_scoreboard(host):
         assert "server-metrics=on" not in options, name
 
 
+def test_the_applications_group_has_mod_wsgi_express_settings(host):
+    """Timeouts and a UTF-8 locale as mod_wsgi-express gives every application."""
+    groups = wsgi_daemon_groups(enabled_apache_config(host))
+    options = groups["wsgi-app"].split()
+    for option in (
+        "request-timeout=60",
+        "queue-timeout=45",
+        "socket-timeout=60",
+        "connect-timeout=15",
+        "graceful-timeout=15",
+        "startup-timeout=15",
+        "shutdown-timeout=5",
+        "lang=C.UTF-8",
+        "locale=C.UTF-8",
+    ):
+        assert option in options, (option, options)
+    assert not any(o.startswith("header-buffer-size=") for o in options)
+
+
 def test_sidecar_imported_into_its_group(host):
     config = enabled_apache_config(host).replace("\\\n", " ")
     imports = [line.split() for line in config.splitlines() if line.startswith("WSGIImportScript")]
