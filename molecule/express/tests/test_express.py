@@ -70,9 +70,20 @@ def test_server_is_generated_by_setup_server(host):
         ["--user", "www-data"],
         ["--port", "80"],
         ["--include-file", INCLUDE],
+        ["--request-timeout", "60"],
+        ["--queue-timeout", "45"],
+        ["--locale", "C.UTF-8"],
     ):
         assert any(args[i : i + len(option)] == option for i in range(len(args))), option
     config = generated(host, "httpd.conf")
+    # The application's group as mod_wsgi-express writes it from them.
+    joined = config.replace("\\\n", " ").splitlines()
+    (app,) = [
+        line
+        for line in joined
+        if line.startswith("WSGIDaemonProcess") and "service:" not in line and "processes=" in line
+    ]
+    assert "request-timeout=60" in app and "locale='C.UTF-8'" in app, app
     assert "ProxyPass '/metrics/' 'http://127.0.0.1:8765/' upgrade=websocket" in config
     assert "WSGIDaemonProcess 'service:metrics-sidecar'" in config
     assert f"Include '{INCLUDE}'" in config
