@@ -277,3 +277,15 @@ def test_task_limit_reads_the_lower_kernel_limit(tmp_path: Path) -> None:
     assert task_limit(str(tmp_path)) == "32768"
     assert task_limit(str(tmp_path / "missing")) == "unlimited"
     assert int(task_limit()) > 0
+
+
+def test_a_static_files_directory_must_be_on_the_host_except_in_check_mode() -> None:
+    looked = look(static_files=[{"url": "/static/", "directory": "/srv/mysite/static"}])
+    said = only_problem(judge(looked))
+    assert said.startswith(
+        "mod_wsgi_ws_sidecar_static_files[0].directory: /srv/mysite/static is not a directory"
+        " on web1"
+    )
+    assert only_problem(judge(looked, paths={"/srv/mysite/static": FILE})) == said
+    assert judge(looked, check_mode=True)["problems"] == []
+    assert judge(looked, paths={"/srv/mysite/static": DIRECTORY})["problems"] == []

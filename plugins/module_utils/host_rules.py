@@ -25,6 +25,7 @@ def what_to_look_at(
     sidecars: Sequence[Mapping[str, Any]],
     internal: Mapping[str, Any],
     venv: str,
+    static: Sequence[Mapping[str, Any]],
     open_files: int,
     threads: int,
 ) -> dict[str, Any]:
@@ -45,10 +46,11 @@ def what_to_look_at(
         if s["listener"] == "unix" and not s["own_socket_dir"]
     ]
     scripts = [[s["index"], s["script"]] for s in sidecars if not s["builtin"]]
+    static_dirs = [[s["index"], s["directory"]] for s in static]
     ports = [[s["index"], s["port"]] for s in sidecars if s["listener"] == "tcp"]
     python = [venv, f"{venv}/bin/python", v["venv_python"]] if venv else []
     ca_bundle = [v["pip_ca_bundle"]] if v["pip_ca_bundle"] else []
-    paths = [p for _, p in tls_files + sockets + scripts] + python + ca_bundle
+    paths = [p for _, p in tls_files + sockets + scripts + static_dirs] + python + ca_bundle
     return {
         "paths": list(dict.fromkeys(paths)),
         "bind": internal["address"] if internal else "",
@@ -57,6 +59,7 @@ def what_to_look_at(
         "tls_files": tls_files,
         "sockets": sockets,
         "scripts": scripts,
+        "static_dirs": static_dirs,
         "sidecar_ports": ports,
         "open_files": open_files,
         "threads": threads,
@@ -128,6 +131,14 @@ def host_plan(
             problems.append(
                 f"{SIDECARS}[{index}].script: {path} is not a file on {host}. Put the"
                 " service script there (before the role runs) or correct the path."
+            )
+    # Likewise: a play may be about to run collectstatic.
+    for index, path in [] if check_mode else look["static_dirs"]:
+        if not paths[path]["isdir"]:
+            problems.append(
+                f"mod_wsgi_ws_sidecar_static_files[{index}].directory: {path} is not a"
+                f" directory on {host}. Create it (Django: collectstatic) before the role"
+                " runs, or correct the path."
             )
     problems += port_problems(facts, look, host)
     limit = facts["open_files_limit"]

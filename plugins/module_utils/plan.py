@@ -43,6 +43,12 @@ from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils.sidecar
     Sidecar,
 )
 from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils.sizing import mpm_sizing
+from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils.static_files import (
+    express_args as static_express_args,
+)
+from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils.static_files import (
+    static_plan,
+)
 
 PREFIX = "mod_wsgi_ws_sidecar_"
 SIDECARS = PREFIX + "sidecars"
@@ -884,6 +890,7 @@ def express_args(
     sidecars: Sequence[Mapping[str, Any]],
     app: str,
     python_dir: str,
+    static: Sequence[Mapping[str, Any]],
 ) -> list[str]:
     """mod_wsgi-express setup-server's arguments: the same application, sidecars,
     user, port and capacity as system mode (its ServerLimit x ThreadsPerChild is
@@ -907,6 +914,7 @@ def express_args(
         *("--server-mpm", "event"),
         *("--max-clients", str(v["_max_request_workers"])),
         *("--include-file", c["express_include"]),
+        *static_express_args(static),
     ]
     if v["server_name"]:
         args += ["--server-name", v["server_name"]]
@@ -986,6 +994,9 @@ def build_plan(variables: Mapping[str, Any], constants: Mapping[str, Any]) -> di
         plan.check_sidecar(f"{SIDECARS}[{sidecar['index']}]", sidecar, front_end_ports)
         plan.check_processes(f"{SIDECARS}[{sidecar['index']}]", sidecar)
     plan.check_collisions(sidecars)
+    static, static_problems = static_plan(v["static_files"], v["app_mount"], sidecars, SHARED_DIRS)
+    for problem in static_problems:
+        plan.problem(problem)
     push = [s for s in sidecars if s["kind"] == PUSH.name]
     for sidecar in push:
         plan.check_push(f"{SIDECARS}[{sidecar['index']}]", sidecar)
@@ -1052,12 +1063,14 @@ def build_plan(variables: Mapping[str, Any], constants: Mapping[str, Any]) -> di
         },
         "apache_modules": apache_modules(v, c["apache_modules"]),
         "app_daemon_options": app_daemon_options(v),
+        "static_files": static,
         "express_args": express_args(
             {**v, "_max_request_workers": mpm["max_request_workers"]},
             c,
             sidecars,
             app_file,
             package["python_dir"],
+            static,
         ),
         "config_test_command": mode.config_test.format(**c),
         "error_log": mode.error_log.format(**c),
@@ -1075,6 +1088,7 @@ def build_plan(variables: Mapping[str, Any], constants: Mapping[str, Any]) -> di
             sidecars,
             internal,
             venv,
+            static,
             mpm["open_files"],
             mpm["max_request_workers"],
         ),

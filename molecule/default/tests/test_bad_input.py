@@ -30,13 +30,14 @@ CASES = [
         {
             **sidecars({**SIDECAR, "port": 70000}),
             "mod_wsgi_ws_sidecar_auth_users": [{"name": "ops", "password": SECRET}],
+            "mod_wsgi_ws_sidecar_static_files": [{"url": "/metrics/", "directory": "/srv/s"}],
         },
-        ["sidecars[0].port", "mod_wsgi_ws_sidecar_auth_users"],
+        ["sidecars[0].port", "mod_wsgi_ws_sidecar_auth_users", "static_files[0].url"],
     ),
     # Every check that needs the host, all problems at once: a missing
     # certificate, an internal address the host lacks, a directory that is
     # not a virtual environment, a missing pip CA bundle, a user's script
-    # not on the host.
+    # not on the host, a static files directory not there.
     (
         "host-problems",
         {
@@ -49,6 +50,7 @@ CASES = [
             **sidecars(
                 SIDECAR, {"name": "echo", "mount": "/ws/", "port": 8770, "script": "/srv/none.py"}
             ),
+            "mod_wsgi_ws_sidecar_static_files": [{"url": "/static/", "directory": "/srv/none"}],
         },
         [
             "mod_wsgi_ws_sidecar_tls_certificate",
@@ -59,6 +61,7 @@ CASES = [
             "mod_wsgi_ws_sidecar_pip_ca_bundle",
             "sidecars[1].script",
             "/srv/none.py",
+            "static_files[0].directory: /srv/none is not a directory",
         ],
     ),
 ]
