@@ -891,3 +891,13 @@ def test_the_applications_daemon_gets_mod_wsgi_express_settings_in_both_modes() 
 def test_the_applications_daemon_settings_are_checked(overrides: dict, says: str) -> None:
     (problem,) = plan(**overrides)["problems"]
     assert says in problem
+
+
+def test_the_publisher_goes_to_the_python_the_application_runs_on() -> None:
+    with_push = {"sidecars": [PUSH], **PUSH_SECRETS}
+    assert plan()["publisher_importable"] is False
+    system = plan(**with_push)
+    assert (system["app_python"], system["publisher_importable"]) == ("/usr/bin/python3", True)
+    assert plan(venv="/srv/site/venv", **with_push)["app_python"] == "/srv/site/venv/bin/python"
+    express = plan(mode="express", **with_push)
+    assert express["app_python"] == CONSTANTS["default_venv"] + "/bin/python"

@@ -27,6 +27,7 @@ from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils.address
 )
 from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils.files import sidecar_files
 from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils.host_rules import (
+    DEBIAN_PYTHON,
     what_to_look_at,
 )
 from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils.kinds import (
@@ -1048,6 +1049,11 @@ def build_plan(variables: Mapping[str, Any], constants: Mapping[str, Any]) -> di
         "shared_dir": shared_dir,
         "redis": redis,
         "app_python_path": app_python_path,
+        # The interpreter the application runs on, whose site-packages get a
+        # .pth naming the package with a push channel: manage.py, management
+        # commands and workers import the publisher as the daemon does.
+        "app_python": f"{venv}/bin/python" if venv else DEBIAN_PYTHON,
+        "publisher_importable": bool(push),
         "package": package,
         "internal_sidecars": [s.as_dict() for s in sidecars if s.internal],
         "internal": internal,
