@@ -84,6 +84,12 @@ class Mode:
     own_venv: bool
     # TLS, the internal virtual host and sidecars at a virtual host of their own.
     virtual_hosts: bool
+    # The names mod_wsgi shows for the application's daemon processes and a
+    # sidecar's (display-name; formatted with group, name and port), by which
+    # the application alone is restarted. mod_wsgi-express names the
+    # application's after its host, port and the uid that generated it (root).
+    app_display_name: str
+    sidecar_display_name: str
 
 
 SYSTEM = Mode(
@@ -96,6 +102,8 @@ SYSTEM = Mode(
     processes_per_sidecar=True,
     own_venv=False,
     virtual_hosts=True,
+    app_display_name="(wsgi:{group})",
+    sidecar_display_name="(wsgi:{name})",
 )
 EXPRESS = Mode(
     name="express",
@@ -107,5 +115,7 @@ EXPRESS = Mode(
     processes_per_sidecar=False,
     own_venv=True,
     virtual_hosts=False,
+    app_display_name="(wsgi:localhost:{port}:0)",
+    sidecar_display_name="(wsgi:service:{name})",
 )
 MODES = {mode.name: mode for mode in (SYSTEM, EXPRESS)}

@@ -38,6 +38,7 @@ from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils.kinds i
     PUSH,
     SCRIPT,
     SYSTEM,
+    Mode,
     package_files,
 )
 from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils.sidecar_record import (
@@ -966,6 +967,20 @@ def app_daemon_options(v: Mapping[str, Any]) -> dict[str, str]:
     return options
 
 
+def app_restart(v: Mapping[str, Any], mode: Mode, sidecars: Sequence[Mapping[str, Any]]) -> dict:
+    """What the handler that restarts the application alone needs
+    (plugins/modules/restart_application.py): its processes' name, the
+    sidecars' (never to be taken for them), and how long a graceful restart
+    may take (finishing requests, ending, starting again)."""
+    names = {"group": v["app_process_group"], "port": HTTP_PORT}
+    timeouts = ("graceful_timeout", "shutdown_timeout", "startup_timeout")
+    return {
+        "display_name": mode.app_display_name.format(**names),
+        "others": [mode.sidecar_display_name.format(name=s["name"]) for s in sidecars],
+        "timeout": sum(v[f"app_{t}"] for t in timeouts if whole(v[f"app_{t}"], 0)) + 30,
+    }
+
+
 def apache_modules(v: Mapping[str, Any], base: Sequence[str]) -> list[str]:
     """The Apache modules system mode enables (mod_wsgi comes on top)."""
     modules = list(base)
@@ -1054,6 +1069,7 @@ def build_plan(variables: Mapping[str, Any], constants: Mapping[str, Any]) -> di
         # commands and workers import the publisher as the daemon does.
         "app_python": f"{venv}/bin/python" if venv else DEBIAN_PYTHON,
         "publisher_importable": bool(push),
+        "app_restart": app_restart(v, mode, sidecars),
         "package": package,
         "internal_sidecars": [s.as_dict() for s in sidecars if s.internal],
         "internal": internal,

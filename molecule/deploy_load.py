@@ -1,0 +1,147 @@
+"""Traffic held across a deploy of new application code, run *inside* a
+container under test; everything targets 127.0.0.1 and is bounded.
+
+    python3 deploy_load.py --ready FILE --stop FILE [--rate R] [--websockets N]
+                           [--subscribers N] [--max-seconds S]
+
+Opens N WebSockets to the dashboard (it streams a frame a second) and N push
+subscribers on a public channel; once all are open, creates the ready FILE
+and from then on sends GET / at a steady R per second (each request on its
+own, not waiting for the last) and publishes a message every 0.1 s with the
+application's module. When the stop FILE appears (or S seconds passed) it
+waits for what is in flight, and prints one JSON report: every failed
+request with its reason, every WebSocket that closed, the messages each
+subscriber missed or got twice, and when each release of the application
+first and last answered (Unix time).
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+
+# Where the role installs its package; the .pth of the system Python finds it too.
+sys.path.insert(0, "/usr/local/lib/mod_wsgi_ws_sidecar/python")
+
+BASE = "http://127.0.0.1"
+DASHBOARD = "ws://127.0.0.1/metrics/ws"
+PUSH = "ws://127.0.0.1/push/ws"
+CHANNEL = "demo.public.deploy"
+
+
+async def hold_websocket(http, closed: list, stop: asyncio.Event, opened: list) -> None:
+    async with http.ws_connect(DASHBOARD, timeout=10) as ws:
+        opened.append(1)
+        while not stop.is_set():
+            try:
+                message = await asyncio.wait_for(ws.receive(), 1.0)
+            except TimeoutError:
+                continue
+            if message.type.name != "TEXT":
+                closed.append(f"{message.type.name} {ws.close_code} at {time.time():.3f}")
+                return
+
+
+async def subscribe(http, received: list, closed: list, stop, subscribed: list) -> None:
+    async with http.ws_connect(PUSH, timeout=10) as ws:
+        await ws.send_json({"type": "subscribe", "channel": CHANNEL})
+        while not stop.is_set():
+            try:
+                message = await asyncio.wait_for(ws.receive(), 0.5)
+            except TimeoutError:
+                continue
+            if message.type.name != "TEXT":
+                closed.append(f"{message.type.name} {ws.close_code} at {time.time():.3f}")
+                return
+            frame = json.loads(message.data)
+            if frame.get("type") == "subscribed":
+                subscribed.append(1)
+            elif frame.get("type") == "message":
+                received.append(frame["id"])
+
+
+async def request(http, results: list) -> None:
+    sent = time.time()
+    try:
+        async with http.get(BASE + "/", timeout=60) as answer:
+            body = (await answer.text()).strip()
+            results.append({"sent": sent, "status": answer.status, "body": body[:80]})
+    except Exception as error:  # every failure is reported, by its kind
+        results.append({"sent": sent, "status": 0, "body": f"{type(error).__name__}: {error}"})
+
+
+async def main(args) -> dict:
+    import aiohttp
+    from mod_wsgi_ws_sidecar import push
+
+    stop = asyncio.Event()
+    opened, ws_closed, subscribed, sub_closed = [], [], [], []
+    inboxes = [[] for _ in range(args.subscribers)]
+    connector = aiohttp.TCPConnector(limit=0, force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        holders = [
+            asyncio.create_task(hold_websocket(http, ws_closed, stop, opened))
+            for _ in range(args.websockets)
+        ] + [
+            asyncio.create_task(subscribe(http, inbox, sub_closed, stop, subscribed))
+            for inbox in inboxes
+        ]
+        deadline = time.monotonic() + 30
+        while len(opened) < args.websockets or len(subscribed) < args.subscribers:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"only {len(opened)} WebSockets, {len(subscribed)} subscribers")
+            await asyncio.sleep(0.05)
+        with open(args.ready, "w"):
+            pass
+        results, published, requests = [], [], []
+        loop = asyncio.get_running_loop()
+        end = time.monotonic() + args.max_seconds
+        tick = 0
+        started = time.monotonic()
+        while not os.path.exists(args.stop) and time.monotonic() < end:
+            requests.append(asyncio.create_task(request(http, results)))
+            if tick % max(1, round(args.rate / 10)) == 0:
+                published.append(
+                    await loop.run_in_executor(None, push.publish, CHANNEL, {"n": len(published)})
+                )
+            tick += 1
+            await asyncio.sleep(max(0.0, started + tick / args.rate - time.monotonic()))
+        await asyncio.gather(*requests)
+        # The last messages' way to the subscribers.
+        await asyncio.sleep(2)
+        stop.set()
+        await asyncio.gather(*holders, return_exceptions=True)
+    releases: dict[str, dict] = {}
+    for r in results:
+        if r["status"] == 200:
+            seen = releases.setdefault(r["body"], {"first": r["sent"], "last": r["sent"]})
+            seen["first"], seen["last"] = (
+                min(seen["first"], r["sent"]),
+                max(seen["last"], r["sent"]),
+            )
+    wanted = set(published)
+    return {
+        "requests": len(results),
+        "failed": [r for r in results if r["status"] != 200],
+        "releases": releases,
+        "websockets": len(opened),
+        "websockets_closed": ws_closed,
+        "subscribers": len(subscribed),
+        "subscribers_closed": sub_closed,
+        "published": len(published),
+        "missed": [len(wanted - set(inbox)) for inbox in inboxes],
+        "twice": [len(inbox) - len(set(inbox)) for inbox in inboxes],
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--ready", required=True)
+    parser.add_argument("--stop", required=True)
+    parser.add_argument("--rate", type=float, default=20)
+    parser.add_argument("--websockets", type=int, default=20)
+    parser.add_argument("--subscribers", type=int, default=20)
+    parser.add_argument("--max-seconds", type=float, default=240)
+    print(json.dumps(asyncio.run(main(parser.parse_args()))))
