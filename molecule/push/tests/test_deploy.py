@@ -16,7 +16,7 @@ LOAD = "/opt/mws-test/deploy_load.py"
 READY = "/opt/mws-test/deploy-ready"
 STOP = "/opt/mws-test/deploy-stop"
 REPORT = "/opt/mws-test/deploy-report.json"
-HANDLER = "Restart the application (mod_wsgi_ws_sidecar)"
+RESTART = "Restart the application's daemon processes gracefully"
 # The bound: the new code answers within this of the deploy's signal.
 NEW_CODE_WITHIN = 5.0
 
@@ -55,7 +55,7 @@ def test_a_deploy_restarts_the_application_alone_and_keeps_every_connection(host
     # A few seconds of the new release under the same load, then the report.
     host.run("sleep 3; touch %s", STOP)
     report = json.loads(wait_for_file(host, REPORT, 120, cat=True))
-    (restart,) = [r for h, task, r in deploy.results() if task == HANDLER and h == name]
+    (restart,) = [r for h, task, r in deploy.results() if task == RESTART and h == name]
     new = report["releases"]["release 2"]["first"] - restart["signalled_at"]
     print(
         f"\n{name}: {report['requests']} requests, {len(report['failed'])} failed;"
@@ -65,7 +65,7 @@ def test_a_deploy_restarts_the_application_alone_and_keeps_every_connection(host
         f" old processes gone and new ones up in {restart['seconds']} s;"
         f" new code answering {new:.2f} s after the signal"
     )
-    assert deploy.changed()[name] == ["Put the release in place", HANDLER]
+    assert deploy.changed()[name] == ["Put the release in place", RESTART]
     assert report["failed"] == []
     assert report["websockets_closed"] == [] and report["subscribers_closed"] == []
     assert report["missed"] == [0] * 20 and report["twice"] == [0] * 20
