@@ -31,7 +31,9 @@ description:
   - In check mode, reports the processes it would restart.
 options:
   display_name:
-    description: The application group's display name, as mod_wsgi shows it, such as "(wsgi:wsgi-app)".
+    description: >-
+      The application group's display name, as mod_wsgi shows it, such as
+      "(wsgi:wsgi-app)".
     type: str
     required: true
   user:
