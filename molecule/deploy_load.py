@@ -10,7 +10,7 @@ and from then on sends GET / at a steady R per second (each request on its
 own, not waiting for the last) and publishes a message every 0.1 s with the
 application's module. When the stop FILE appears (or S seconds passed) it
 waits for what is in flight, and prints one JSON report: every failed
-request with its reason, every WebSocket that closed, the messages each
+request with its reason, every WebSocket or subscription that closed, the messages each
 subscriber missed or got twice, and when each release of the application
 first and last answered (Unix time).
 """
@@ -29,37 +29,43 @@ BASE = "http://127.0.0.1"
 DASHBOARD = "ws://127.0.0.1/metrics/ws"
 PUSH = "ws://127.0.0.1/push/ws"
 CHANNEL = "demo.public.deploy"
+SUBSCRIBE = {"type": "subscribe", "channel": CHANNEL}
 
 
-async def hold_websocket(http, closed: list, stop: asyncio.Event, opened: list) -> None:
-    async with http.ws_connect(DASHBOARD, timeout=10) as ws:
-        opened.append(1)
-        while not stop.is_set():
-            try:
-                message = await asyncio.wait_for(ws.receive(), 1.0)
-            except TimeoutError:
-                continue
-            if message.type.name != "TEXT":
-                closed.append(f"{message.type.name} {ws.close_code} at {time.time():.3f}")
-                return
-
-
-async def subscribe(http, received: list, closed: list, stop, subscribed: list) -> None:
-    async with http.ws_connect(PUSH, timeout=10) as ws:
-        await ws.send_json({"type": "subscribe", "channel": CHANNEL})
+async def hold(http, url: str, closed: list, stop: asyncio.Event, on_text, hello=None) -> None:
+    """One WebSocket held until `stop`: each text frame to `on_text`, any
+    other (a close, an error) noted in `closed`."""
+    async with http.ws_connect(url, timeout=10) as ws:
+        if hello:
+            await ws.send_json(hello)
+        on_text(None)
         while not stop.is_set():
             try:
                 message = await asyncio.wait_for(ws.receive(), 0.5)
             except TimeoutError:
                 continue
             if message.type.name != "TEXT":
-                closed.append(f"{message.type.name} {ws.close_code} at {time.time():.3f}")
+                closed.append(f"{url} {message.type.name} {ws.close_code} at {time.time():.3f}")
                 return
-            frame = json.loads(message.data)
-            if frame.get("type") == "subscribed":
-                subscribed.append(1)
-            elif frame.get("type") == "message":
-                received.append(frame["id"])
+            on_text(json.loads(message.data))
+
+
+def dashboard_client(opened: list):
+    def on_text(frame) -> None:
+        if frame is None:
+            opened.append(1)
+
+    return on_text
+
+
+def push_subscriber(subscribed: list, received: list):
+    def on_text(frame) -> None:
+        if frame and frame.get("type") == "subscribed":
+            subscribed.append(1)
+        elif frame and frame.get("type") == "message":
+            received.append(frame["id"])
+
+    return on_text
 
 
 async def request(http, results: list) -> None:
@@ -77,15 +83,17 @@ async def main(args) -> dict:
     from mod_wsgi_ws_sidecar import push
 
     stop = asyncio.Event()
-    opened, ws_closed, subscribed, sub_closed = [], [], [], []
+    opened, closed, subscribed = [], [], []
     inboxes = [[] for _ in range(args.subscribers)]
     connector = aiohttp.TCPConnector(limit=0, force_close=True)
     async with aiohttp.ClientSession(connector=connector) as http:
         holders = [
-            asyncio.create_task(hold_websocket(http, ws_closed, stop, opened))
+            asyncio.create_task(hold(http, DASHBOARD, closed, stop, dashboard_client(opened)))
             for _ in range(args.websockets)
         ] + [
-            asyncio.create_task(subscribe(http, inbox, sub_closed, stop, subscribed))
+            asyncio.create_task(
+                hold(http, PUSH, closed, stop, push_subscriber(subscribed, inbox), SUBSCRIBE)
+            )
             for inbox in inboxes
         ]
         deadline = time.monotonic() + 30
@@ -127,9 +135,8 @@ async def main(args) -> dict:
         "failed": [r for r in results if r["status"] != 200],
         "releases": releases,
         "websockets": len(opened),
-        "websockets_closed": ws_closed,
         "subscribers": len(subscribed),
-        "subscribers_closed": sub_closed,
+        "closed": closed,
         "published": len(published),
         "missed": [len(wanted - set(inbox)) for inbox in inboxes],
         "twice": [len(inbox) - len(set(inbox)) for inbox in inboxes],

@@ -59,15 +59,15 @@ def test_a_deploy_restarts_the_application_alone_and_keeps_every_connection(host
     new = report["releases"]["release 2"]["first"] - restart["signalled_at"]
     print(
         f"\n{name}: {report['requests']} requests, {len(report['failed'])} failed;"
-        f" {report['websockets']} WebSockets, {len(report['websockets_closed'])} closed;"
-        f" {report['subscribers']} subscribers, {report['published']} published,"
+        f" {report['websockets']} WebSockets and {report['subscribers']} subscribers,"
+        f" {len(report['closed'])} closed; {report['published']} published,"
         f" {sum(report['missed'])} missed, {sum(report['twice'])} twice;"
         f" old processes gone and new ones up in {restart['seconds']} s;"
         f" new code answering {new:.2f} s after the signal"
     )
     assert deploy.changed()[name] == ["Put the release in place", RESTART]
     assert report["failed"] == []
-    assert report["websockets_closed"] == [] and report["subscribers_closed"] == []
+    assert report["closed"] == []
     assert report["missed"] == [0] * 20 and report["twice"] == [0] * 20
     assert set(report["releases"]) == {"release 1", "release 2"}
     assert 0 < new <= NEW_CODE_WITHIN
