@@ -31,10 +31,12 @@ def deployed_app():
     converge()
 
 
-def test_a_deploy_restarts_the_application_alone_and_keeps_every_connection(host, deployed_app):
+def test_a_deploy_restarts_the_application_alone_and_keeps_every_connection(
+    host, probe, deployed_app
+):
     name = host.backend.get_hostname()
     stage_scripts(host, "deploy_load.py")
-    assert host.check_output("curl -s http://127.0.0.1/") == "release 1"
+    assert probe.http("/")["body"] == "release 1"
     started = host.run(
         "rm -f %s %s %s; (timeout 280 python3 %s --ready %s --stop %s > %s.part"
         " && mv %s.part %s) >/dev/null 2>&1 &",
