@@ -1,35 +1,31 @@
 """Traffic held across a deploy of new application code, run *inside* a
 container under test; everything targets 127.0.0.1 and is bounded.
 
-    python3 deploy_load.py --ready FILE --stop FILE [--rate R] [--websockets N]
-                           [--subscribers N] [--max-seconds S]
+    PYTHON deploy_load.py --ready FILE --stop FILE [--path P] [--rate R]
+                          [--websockets N] [--subscribers N] [--max-seconds S]
 
-Opens N WebSockets to the dashboard (it streams a frame a second) and N push
-subscribers on a public channel; once all are open, creates the ready FILE
-and from then on sends GET / at a steady R per second (each request on its
-own, not waiting for the last) and publishes a message every 0.1 s with the
-application's module. When the stop FILE appears (or S seconds passed) it
-waits for what is in flight, and prints one JSON report: every failed
-request with its reason, every WebSocket or subscription that closed, the messages each
-subscriber missed or got twice, and when each release of the application
-first and last answered (Unix time).
+PYTHON is the application's (it imports the publisher, mod_wsgi_ws_sidecar.push,
+and aiohttp). Opens N WebSockets to the dashboard (it streams a frame a
+second) and N push subscribers on a private channel, with a token the
+publisher signs; once all are open, creates the ready FILE and from then on
+sends GET P at a steady R per second (each request on its own, not waiting
+for the last) and publishes a message every 0.1 s. When the stop FILE
+appears (or S seconds passed) it waits for what is in flight, and prints
+one JSON report: every failed request with its reason, every WebSocket or
+subscription that closed, the messages each subscriber missed or got
+twice, and when each answer (each release) first and last came (Unix time).
 """
 
 import argparse
 import asyncio
 import json
 import os
-import sys
 import time
-
-# Where the role installs its package; the .pth of the system Python finds it too.
-sys.path.insert(0, "/usr/local/lib/mod_wsgi_ws_sidecar/python")
 
 BASE = "http://127.0.0.1"
 DASHBOARD = "ws://127.0.0.1/metrics/ws"
 PUSH = "ws://127.0.0.1/push/ws"
-CHANNEL = "demo.public.deploy"
-SUBSCRIBE = {"type": "subscribe", "channel": CHANNEL}
+CHANNEL = "load.deploy"
 
 
 async def hold(http, url: str, closed: list, stop: asyncio.Event, on_text, hello=None) -> None:
@@ -68,10 +64,10 @@ def push_subscriber(subscribed: list, received: list):
     return on_text
 
 
-async def request(http, results: list) -> None:
+async def request(http, path: str, results: list) -> None:
     sent = time.time()
     try:
-        async with http.get(BASE + "/", timeout=60) as answer:
+        async with http.get(BASE + path, timeout=60) as answer:
             body = (await answer.text()).strip()
             results.append({"sent": sent, "status": answer.status, "body": body[:80]})
     except Exception as error:  # every failure is reported, by its kind
@@ -83,6 +79,7 @@ async def main(args) -> dict:
     from mod_wsgi_ws_sidecar import push
 
     stop = asyncio.Event()
+    subscribe = {"type": "subscribe", "channel": CHANNEL, "token": push.token(CHANNEL, ttl=900)}
     opened, closed, subscribed = [], [], []
     inboxes = [[] for _ in range(args.subscribers)]
     connector = aiohttp.TCPConnector(limit=0, force_close=True)
@@ -92,7 +89,7 @@ async def main(args) -> dict:
             for _ in range(args.websockets)
         ] + [
             asyncio.create_task(
-                hold(http, PUSH, closed, stop, push_subscriber(subscribed, inbox), SUBSCRIBE)
+                hold(http, PUSH, closed, stop, push_subscriber(subscribed, inbox), subscribe)
             )
             for inbox in inboxes
         ]
@@ -109,7 +106,7 @@ async def main(args) -> dict:
         tick = 0
         started = time.monotonic()
         while not os.path.exists(args.stop) and time.monotonic() < end:
-            requests.append(asyncio.create_task(request(http, results)))
+            requests.append(asyncio.create_task(request(http, args.path, results)))
             if tick % max(1, round(args.rate / 10)) == 0:
                 published.append(
                     await loop.run_in_executor(None, push.publish, CHANNEL, {"n": len(published)})
@@ -147,6 +144,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--ready", required=True)
     parser.add_argument("--stop", required=True)
+    parser.add_argument("--path", default="/")
     parser.add_argument("--rate", type=float, default=20)
     parser.add_argument("--websockets", type=int, default=20)
     parser.add_argument("--subscribers", type=int, default=20)

@@ -1,0 +1,208 @@
+"""The Django example (playbooks/examples/django.yml) converged as written
+(twice: the second run changes nothing), then a deploy of a new release
+with everything a site holds open: measured under steady load inside each
+container (molecule/deploy_load.py: GET /release/ 20 times a second, 20
+dashboard WebSockets, 20 push subscribers, a message every 0.1 s), and, in
+the scenarios with Chromium, the live page used as a user would across the
+same deploy. The scenario's own converge comes back afterwards.
+
+A scenario's test file imports the tests it runs and gives the fixture
+`django_python`: the interpreter the application runs on."""
+
+import json
+
+import pytest
+from conftest import STAGE_DIR, converge, run_playbook, stage_scripts
+from push_tests import wait_for_file
+
+EXAMPLE = "../../playbooks/examples/django.yml"
+USERS = [
+    {"name": "alice", "password": "alice-molecule-password-0123"},
+    {"name": "bob", "password": "bob-molecule-password-0123"},
+]
+LOAD_READY = f"{STAGE_DIR}/deploy-ready"
+LOAD_STOP = f"{STAGE_DIR}/deploy-stop"
+LOAD_REPORT = f"{STAGE_DIR}/deploy-report.json"
+BROWSER_READY = f"{STAGE_DIR}/django-ready"
+BROWSER_REPORT = f"{STAGE_DIR}/django-browser.json"
+RESTART = "Restart the application's daemon processes gracefully"
+# The new code answers within this of the restart's signal.
+NEW_CODE_WITHIN = 5.0
+# The site's stylesheet, as live/static/live/site.css says it.
+TEXT_COLOUR = "rgb(29, 53, 87)"
+
+
+@pytest.fixture(scope="module")
+def django_site():
+    first = run_playbook({"django_users": USERS}, playbook=EXAMPLE)
+    assert first.returncode == 0, first.messages()
+    again = run_playbook({"django_users": USERS}, playbook=EXAMPLE)
+    assert again.returncode == 0, again.messages()
+    assert all(changed == [] for changed in again.changed().values()), again.changed()
+    yield
+    converge()
+
+
+def js(body: str) -> str:
+    """An async function's body as one expression (the browser awaits it)."""
+    return f"(async () => {{ {body} }})()"
+
+
+LOG_IN = js(
+    """
+    const form = new FormData(document.querySelector("form"));
+    form.set("username", "alice");
+    form.set("password", PASSWORD);
+    const answer = await fetch(location.href, {method: "POST", body: form});
+    return answer.url;
+    """.replace("PASSWORD", json.dumps(USERS[0]["password"]))
+)
+
+
+def notify(text: str) -> str:
+    """A note to the user's channel, POSTed by the page as its form would."""
+    return js(
+        """
+        const form = new FormData(document.getElementById("send"));
+        form.set("text", TEXT);
+        return (await fetch("/notify/", {method: "POST", body: form})).status;
+        """.replace("TEXT", json.dumps(text))
+    )
+
+
+NOTES = "[...document.querySelectorAll('#messages li')].map((li) => li.textContent)"
+STYLESHEET = js(
+    """
+    const href = document.querySelector("link[rel=stylesheet]").href;
+    const answer = await fetch(href);
+    return {href, status: answer.status, cache: answer.headers.get("Cache-Control"),
+            colour: getComputedStyle(document.body).color};
+    """
+)
+OTHERS_TOKEN = js('return (await fetch("/push-token/?channel=user.2")).status;')
+REFUSE_OTHER = (
+    "feed.subscribe('user.2', {onRefused: (reason) => { window.refused = reason; }}) && 1"
+)
+RELEASE = js('return (await fetch("/release/")).text();')
+
+
+def browser_steps(python: str) -> list[dict]:
+    """What the browser does, numbered for the checks below; `python` runs
+    manage.py as the application's user, as a worker would."""
+    worker = [
+        "runuser", "-u", "www-data", "--", "env", "-i", "PATH=/usr/bin:/bin",
+        python, "/srv/mysite/manage.py", "notify", "alice", "from a worker",
+    ]  # fmt: skip
+    return [
+        {"do": "navigate", "url": "http://127.0.0.1/accounts/login/?next=/", "timeout": 30},
+        {"do": "eval", "expr": LOG_IN},  # 1
+        {"do": "navigate", "url": "http://127.0.0.1/", "timeout": 30},
+        {"do": "wait", "expr": "window.subscription && window.subscription.epoch", "timeout": 30},
+        {"do": "eval", "expr": "channel"},  # 4
+        {"do": "eval", "expr": notify("from another request")},  # 5
+        {"do": "wait", "expr": f"{NOTES}.includes('from another request')", "timeout": 15},
+        {"do": "run", "argv": worker, "timeout": 60},  # 7
+        {"do": "wait", "expr": f"{NOTES}.includes('from a worker')", "timeout": 15},
+        {"do": "eval", "expr": OTHERS_TOKEN},  # 9
+        {"do": "eval", "expr": REFUSE_OTHER},
+        {"do": "wait", "expr": "window.refused", "timeout": 15},  # 11
+        {"do": "eval", "expr": STYLESHEET},  # 12
+        {"do": "eval", "expr": RELEASE},  # 13
+        {"do": "run", "argv": ["touch", BROWSER_READY]},
+        {"do": "wait", "expr": f"{RELEASE}.then((text) => text === 'release 2')", "timeout": 150},
+        {"do": "eval", "expr": notify("after the deploy")},  # 16
+        {"do": "wait", "expr": f"{NOTES}.includes('after the deploy')", "timeout": 15},
+        {"do": "eval", "expr": "window.statuses"},  # 18
+    ]
+
+
+def in_background(host, report: str, command: str, *args: str) -> None:
+    """The command started in the container; its stdout lands in `report` when it ends."""
+    started = host.run(
+        "rm -f %s; (" + command + " > %s.part && mv %s.part %s) >/dev/null 2>&1 &",
+        report, *args, report, report, report,
+    )  # fmt: skip
+    assert started.rc == 0, started.stderr
+
+
+def deploy_release_2(host, python: str, browser: bool) -> tuple[dict, dict | None]:
+    """Load (and the browser) held open while release 2 is deployed with the
+    example playbook; the load's report, the browser's, and the restart's result."""
+    name = host.backend.get_hostname()
+    stage_scripts(host, "deploy_load.py", "browser.py", "wsclient.py")
+    host.run("rm -f %s %s", LOAD_STOP, BROWSER_READY)
+    in_background(
+        host, LOAD_REPORT, "timeout 280 %s %s/deploy_load.py --path /release/ --ready %s --stop %s",
+        python, STAGE_DIR, LOAD_READY, LOAD_STOP,
+    )  # fmt: skip
+    if browser:
+        in_background(
+            host, BROWSER_REPORT, "timeout -k 10 280 python3 %s/browser.py %s",
+            STAGE_DIR, json.dumps(browser_steps(python)),
+        )  # fmt: skip
+        wait_for_file(host, BROWSER_READY, 150)
+    wait_for_file(host, LOAD_READY, 60)
+    deploy = run_playbook(
+        {"django_users": USERS, "django_release": "2"}, playbook=EXAMPLE, limit=name
+    )
+    assert deploy.returncode == 0, deploy.messages()
+    # A few seconds of the new release under the same load, then the reports.
+    host.run("sleep 3; touch %s", LOAD_STOP)
+    load = json.loads(wait_for_file(host, LOAD_REPORT, 120, cat=True))
+    seen = json.loads(wait_for_file(host, BROWSER_REPORT, 200, cat=True)) if browser else None
+    (restart,) = [r for h, task, r in deploy.results() if task.endswith(RESTART) and h == name]
+    assert [t.split(" : ")[-1] for t in deploy.changed()[name]] == [
+        "Write the release",
+        "Put the new code live",
+        RESTART,
+    ]
+    check_load(name, load, restart)
+    return load, seen
+
+
+def check_load(name: str, load: dict, restart: dict) -> None:
+    new = load["releases"]["release 2"]["first"] - restart["signalled_at"]
+    print(
+        f"\n{name}: {load['requests']} requests, {len(load['failed'])} failed;"
+        f" {load['websockets']} WebSockets and {load['subscribers']} subscribers,"
+        f" {len(load['closed'])} closed; {load['published']} published,"
+        f" {sum(load['missed'])} missed, {sum(load['twice'])} twice;"
+        f" old processes gone and new ones up in {restart['seconds']} s;"
+        f" new code answering {new:.2f} s after the signal"
+    )
+    assert load["failed"] == []
+    assert load["closed"] == []
+    assert load["missed"] == [0] * 20 and load["twice"] == [0] * 20
+    assert set(load["releases"]) == {"release 1", "release 2"}
+    assert 0 < new <= NEW_CODE_WITHIN
+    # Nothing answers from the old code once the new answered and the old ended.
+    assert load["releases"]["release 1"]["last"] < restart["signalled_at"] + restart["seconds"]
+
+
+def test_a_deploy_under_load_keeps_every_connection(host, django_site, django_python):
+    deploy_release_2(host, django_python, browser=False)
+
+
+def test_the_live_page_works_in_a_browser_across_a_deploy(host, django_site, django_python):
+    _, seen = deploy_release_2(host, django_python, browser=True)
+    assert "error" not in seen, seen
+    assert seen["exceptions"] == [], seen["exceptions"]
+    steps = seen["steps"]
+    value = [step.get("value") for step in steps]
+    assert value[1] == "http://127.0.0.1/", "the login did not land on the page"
+    assert steps[3]["ok"], "the page's subscription was never confirmed"
+    assert value[4] == "user.1"
+    assert value[5] == 200 and steps[6]["ok"], "a request's note never arrived"
+    assert steps[7]["rc"] == 0 and steps[8]["ok"], f"manage.py's note never arrived: {steps[7]}"
+    assert value[9] == 403, "another user's channel got a token"
+    assert steps[11]["ok"] and "token" in steps[11]["value"], steps[11]
+    stylesheet = value[12]
+    assert stylesheet["status"] == 200 and stylesheet["colour"] == TEXT_COLOUR
+    assert stylesheet["cache"] == "public, max-age=31536000"
+    # ManifestStaticFilesStorage's name: site.<content hash>.css.
+    assert stylesheet["href"].startswith("http://127.0.0.1/static/live/site.")
+    assert value[13] == "release 1"
+    assert steps[15]["ok"], "the new release never answered"
+    assert value[16] == 200 and steps[17]["ok"], "no note after the deploy"
+    # The page's one WebSocket: connected once, never interrupted.
+    assert value[18] == ["connecting", "live"]

@@ -1,0 +1,12 @@
+"""The Django example's virtual-environment variant, Django from PyPI and
+mod_wsgi from PyPI (molecule/django_tests.py): a deploy under load."""
+
+import pytest
+from django_tests import (  # noqa: F401 (pytest collects the imported tests)
+    test_a_deploy_under_load_keeps_every_connection,
+)
+
+
+@pytest.fixture(scope="module")
+def django_python() -> str:
+    return "/srv/app/venv/bin/python"
