@@ -291,11 +291,13 @@ def run_playbook(
     verbose: bool = False,
     limit: str | None = None,
     playbook: str | None = None,
+    collections: str | None = None,
 ) -> PlaybookRun:
     """Runs the scenario's converge playbook (or `playbook`, a file of the
-    scenario's) again on all its hosts (or those `limit` names), as Molecule
-    does. extra_vars override the playbook's own (a user changing a
-    variable); verbose adds -vvv."""
+    scenario's, or an absolute path) again on all its hosts (or those `limit`
+    names), as Molecule does. extra_vars override the playbook's own (a user
+    changing a variable); verbose adds -vvv; `collections` is where Ansible
+    finds the collection instead of the working tree (an installed copy)."""
     scenario = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
     config = yaml.safe_load((scenario / "molecule.yml").read_text())
     playbook = scenario / (playbook or config["provisioner"]["playbooks"]["converge"])
@@ -312,6 +314,7 @@ def run_playbook(
         command,
         env={
             **os.environ,
+            **({"ANSIBLE_COLLECTIONS_PATH": collections} if collections else {}),
             "ANSIBLE_STDOUT_CALLBACK": JSON_CALLBACK,
             "ANSIBLE_FORCE_COLOR": "0",
             "ANSIBLE_NOCOLOR": "1",

@@ -1,5 +1,6 @@
-"""The Django example (playbooks/examples/django.yml) converged as written
-(twice: the second run changes nothing), then a deploy of a new release
+"""The Django example (playbooks/examples/django.yml) converged as written,
+from the collection built and installed outside the repository (twice: the
+second run changes nothing), then a deploy of a new release
 with everything a site holds open: measured under steady load inside each
 container (molecule/deploy_load.py: GET /release/ 20 times a second, 20
 dashboard WebSockets, 20 push subscribers, a message every 0.1 s), and, in
@@ -10,12 +11,16 @@ A scenario's test file imports the tests it runs and gives the fixture
 `django_python`: the interpreter the application runs on."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
-from conftest import STAGE_DIR, converge, run_playbook, stage_scripts
+from conftest import MOLECULE_DIR, STAGE_DIR, converge, run_playbook, stage_scripts
 from push_tests import wait_for_file
 
-EXAMPLE = "../../playbooks/examples/django.yml"
+# Where the example is, in the collection as users install it.
+EXAMPLE = "ansible_collections/mod_wsgi_ws_sidecar/apache/playbooks/examples/django.yml"
 USERS = [
     {"name": "alice", "password": "alice-molecule-password-0123"},
     {"name": "bob", "password": "bob-molecule-password-0123"},
@@ -33,13 +38,38 @@ TEXT_COLOUR = "rgb(29, 53, 87)"
 
 
 @pytest.fixture(scope="module")
-def django_site():
-    first = run_playbook({"django_users": USERS}, playbook=EXAMPLE)
-    assert first.returncode == 0, first.messages()
-    again = run_playbook({"django_users": USERS}, playbook=EXAMPLE)
-    assert again.returncode == 0, again.messages()
+def installed(tmp_path_factory) -> Path:
+    """The collection built and installed outside the repository, as the
+    README tells users to: the example runs from there, as written."""
+    where = tmp_path_factory.mktemp("user")
+    galaxy = str(Path(sys.executable).parent / "ansible-galaxy")
+    for command in (
+        [galaxy, "collection", "build", str(MOLECULE_DIR.parent), "--output-path", str(where)],
+        [galaxy, "collection", "install", "-p", str(where / "collections"), "--no-deps"]
+        + [str(tarball) for tarball in where.glob("*.tar.gz")],
+    ):
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+    return where / "collections"
+
+
+def run_example(installed: Path, limit: str | None = None, **extra_vars):
+    run = run_playbook(
+        {"django_users": USERS, **extra_vars},
+        playbook=str(installed / EXAMPLE),
+        limit=limit,
+        collections=str(installed),
+    )
+    assert run.returncode == 0, run.messages()
+    return run
+
+
+@pytest.fixture(scope="module")
+def django_site(installed) -> Path:
+    run_example(installed)
+    again = run_example(installed)
     assert all(changed == [] for changed in again.changed().values()), again.changed()
-    yield
+    yield installed
     converge()
 
 
@@ -125,7 +155,7 @@ def in_background(host, report: str, command: str, *args: str) -> None:
     assert started.rc == 0, started.stderr
 
 
-def deploy_release_2(host, python: str, browser: bool) -> tuple[dict, dict | None]:
+def deploy_release_2(host, installed: Path, python: str, browser: bool) -> tuple[dict, dict | None]:
     """Load (and the browser) held open while release 2 is deployed with the
     example playbook; the load's report, the browser's, and the restart's result."""
     name = host.backend.get_hostname()
@@ -142,10 +172,7 @@ def deploy_release_2(host, python: str, browser: bool) -> tuple[dict, dict | Non
         )  # fmt: skip
         wait_for_file(host, BROWSER_READY, 150)
     wait_for_file(host, LOAD_READY, 60)
-    deploy = run_playbook(
-        {"django_users": USERS, "django_release": "2"}, playbook=EXAMPLE, limit=name
-    )
-    assert deploy.returncode == 0, deploy.messages()
+    deploy = run_example(installed, limit=name, django_release="2")
     # A few seconds of the new release under the same load, then the reports.
     host.run("sleep 3; touch %s", LOAD_STOP)
     load = json.loads(wait_for_file(host, LOAD_REPORT, 120, cat=True))
@@ -180,11 +207,11 @@ def check_load(name: str, load: dict, restart: dict) -> None:
 
 
 def test_a_deploy_under_load_keeps_every_connection(host, django_site, django_python):
-    deploy_release_2(host, django_python, browser=False)
+    deploy_release_2(host, django_site, django_python, browser=False)
 
 
 def test_the_live_page_works_in_a_browser_across_a_deploy(host, django_site, django_python):
-    _, seen = deploy_release_2(host, django_python, browser=True)
+    _, seen = deploy_release_2(host, django_site, django_python, browser=True)
     assert "error" not in seen, seen
     assert seen["exceptions"] == [], seen["exceptions"]
     steps = seen["steps"]
