@@ -2,7 +2,9 @@
 the live page in Chromium across a deploy under load."""
 
 import pytest
-from django_tests import (  # noqa: F401 (pytest collects the imported tests)
+from django_tests import (  # noqa: F401 (pytest collects the imported tests and fixtures)
+    django_site,
+    installed,
     test_the_live_page_works_in_a_browser_across_a_deploy,
 )
 

@@ -2,7 +2,9 @@
 mod_wsgi from PyPI (molecule/django_tests.py): a deploy under load."""
 
 import pytest
-from django_tests import (  # noqa: F401 (pytest collects the imported tests)
+from django_tests import (  # noqa: F401 (pytest collects the imported tests and fixtures)
+    django_site,
+    installed,
     test_a_deploy_under_load_keeps_every_connection,
 )
 
