@@ -43,14 +43,26 @@ def installed(tmp_path_factory) -> Path:
     README tells users to: the example runs from there, as written."""
     where = tmp_path_factory.mktemp("user")
     galaxy = str(Path(sys.executable).parent / "ansible-galaxy")
-    for command in (
-        [galaxy, "collection", "build", str(MOLECULE_DIR.parent), "--output-path", str(where)],
-        [galaxy, "collection", "install", "-p", str(where / "collections"), "--no-deps"]
-        + [str(tarball) for tarball in where.glob("*.tar.gz")],
-    ):
-        done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
-        assert done.returncode == 0, done.stdout + done.stderr
+    root = str(MOLECULE_DIR.parent)
+    galaxy_run([galaxy, "collection", "build", root, "--output-path", str(where)])
+    (tarball,) = where.glob("*.tar.gz")
+    galaxy_run(
+        [
+            galaxy,
+            "collection",
+            "install",
+            "--no-deps",
+            "-p",
+            str(where / "collections"),
+            str(tarball),
+        ]
+    )
     return where / "collections"
+
+
+def galaxy_run(command: list[str]) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def run_example(installed: Path, limit: str | None = None, **extra_vars):
