@@ -49,6 +49,7 @@ from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils.static_
     express_args as static_express_args,
 )
 from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils.static_files import (
+    has_odd_segments,
     static_plan,
 )
 
@@ -416,9 +417,7 @@ class Plan:
         if mount != "" and (
             not matches(SIDECAR_MOUNT, mount)
             or mount == "/"
-            or "//" in mount
-            # Apache normalises "." and ".." away before matching a Location.
-            or {".", ".."} & set(mount.split("/"))
+            or has_odd_segments(mount)
             or mount == str(v["app_mount"]).rstrip("/") + "/"
         ):
             self.problem(

@@ -27,6 +27,12 @@ def prefix(url: str) -> str:
     return url.rstrip("/")
 
 
+def has_odd_segments(path: str) -> bool:
+    """An empty, "." or ".." segment inside a URL path: Apache normalises
+    them away before it matches an Alias or a Location."""
+    return "//" in path or bool({".", ".."} & set(path.split("/")))
+
+
 def overlaps(a: str, b: str) -> bool:
     """Does one of two prefixes hide the other (equal, or one below the other)?"""
     return a == b or a.startswith(b + "/") or b.startswith(a + "/")
@@ -40,13 +46,11 @@ def entry_problems(at: str, entry: Any, shared_dirs: frozenset[str]) -> list[str
     if unknown := sorted(set(entry) - FIELDS):
         problems.append(f"{at} has fields the role does not know: {unknown}.")
     url = entry.get("url")
-    segments = url.strip("/").split("/") if isinstance(url, str) else []
     if (
         not isinstance(url, str)
         or URL.fullmatch(url) is None
         or prefix(url) == ""
-        or "//" in url
-        or {".", ".."} & set(segments)
+        or has_odd_segments(url)
     ):
         problems.append(
             f"{at}.url must be a URL path below the site root, such as /static/, with no"
