@@ -52,6 +52,9 @@ def installed(tmp_path_factory) -> Path:
             "collection",
             "install",
             "--no-deps",
+            # The scenario's own path holds the working tree as this
+            # collection: without --force, galaxy finds it "installed".
+            "--force",
             "-p",
             str(where / "collections"),
             str(tarball),
