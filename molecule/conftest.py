@@ -292,16 +292,23 @@ def run_playbook(
     limit: str | None = None,
     playbook: str | None = None,
     collections: str | None = None,
+    ansible_bin: str | None = None,
 ) -> PlaybookRun:
     """Runs the scenario's converge playbook (or `playbook`, a file of the
     scenario's, or an absolute path) again on all its hosts (or those `limit`
     names), as Molecule does. extra_vars override the playbook's own (a user
     changing a variable); verbose adds -vvv; `collections` is where Ansible
-    finds the collection instead of the working tree (an installed copy)."""
+    finds the collection instead of the working tree (an installed copy),
+    `ansible_bin` the directory of another ansible-core's ansible-playbook."""
     scenario = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
     config = yaml.safe_load((scenario / "molecule.yml").read_text())
     playbook = scenario / (playbook or config["provisioner"]["playbooks"]["converge"])
-    command = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(playbook)]
+    command = [
+        f"{ansible_bin}/ansible-playbook" if ansible_bin else "ansible-playbook",
+        "-i",
+        os.environ["MOLECULE_INVENTORY_FILE"],
+        str(playbook),
+    ]
     if check:
         command += ["--check", "--diff"]
     if extra_vars:

@@ -7,14 +7,18 @@ dashboard WebSockets, 20 push subscribers, a message every 0.1 s), and, in
 the scenarios with Chromium, the live page used as a user would across the
 same deploy. The scenario's own converge comes back afterwards.
 
-A scenario's test file imports the tests it runs and gives the fixture
-`django_python`: the interpreter the application runs on."""
+A scenario's test file imports the tests it runs and gives the fixtures
+`django_python` (the interpreter the application runs on) and
+`django_ansible` (the directory of the ansible-playbook that runs the
+example: the pinned ansible-core's or the oldest the collection claims)."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import ansible_collections.ansible.posix
 import pytest
 from conftest import MOLECULE_DIR, STAGE_DIR, converge, run_playbook, stage_scripts
 from push_tests import wait_for_file
@@ -60,6 +64,10 @@ def installed(tmp_path_factory) -> Path:
             str(tarball),
         ]
     )
+    # The tests read the runs through ansible.posix's json callback, which
+    # the oldest ansible-core has not on its own: a copy of the pinned one's.
+    (posix,) = ansible_collections.ansible.posix.__path__
+    shutil.copytree(posix, where / "collections/ansible_collections/ansible/posix")
     return where / "collections"
 
 
@@ -68,21 +76,22 @@ def galaxy_run(command: list[str]) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def run_example(installed: Path, limit: str | None = None, **extra_vars):
+def run_example(installed: Path, ansible: str, limit: str | None = None, **extra_vars):
     run = run_playbook(
         {"django_users": USERS, **extra_vars},
         playbook=str(installed / EXAMPLE),
         limit=limit,
         collections=str(installed),
+        ansible_bin=ansible,
     )
     assert run.returncode == 0, run.messages()
     return run
 
 
 @pytest.fixture(scope="module")
-def django_site(installed) -> Path:
-    run_example(installed)
-    again = run_example(installed)
+def django_site(installed, django_ansible) -> Path:
+    run_example(installed, django_ansible)
+    again = run_example(installed, django_ansible)
     assert all(changed == [] for changed in again.changed().values()), again.changed()
     yield installed
     converge()
@@ -170,7 +179,9 @@ def in_background(host, report: str, command: str, *args: str) -> None:
     assert started.rc == 0, started.stderr
 
 
-def deploy_release_2(host, installed: Path, python: str, browser: bool) -> tuple[dict, dict | None]:
+def deploy_release_2(
+    host, installed: Path, ansible: str, python: str, browser: bool
+) -> tuple[dict, dict | None]:
     """Load (and the browser) held open while release 2 is deployed with the
     example playbook; the load's report, the browser's, and the restart's result."""
     name = host.backend.get_hostname()
@@ -187,7 +198,7 @@ def deploy_release_2(host, installed: Path, python: str, browser: bool) -> tuple
         )  # fmt: skip
         wait_for_file(host, BROWSER_READY, 150)
     wait_for_file(host, LOAD_READY, 60)
-    deploy = run_example(installed, limit=name, django_release="2")
+    deploy = run_example(installed, ansible, limit=name, django_release="2")
     # A few seconds of the new release under the same load, then the reports.
     host.run("sleep 3; touch %s", LOAD_STOP)
     load = json.loads(wait_for_file(host, LOAD_REPORT, 120, cat=True))
@@ -221,12 +232,16 @@ def check_load(name: str, load: dict, restart: dict) -> None:
     assert load["releases"]["release 1"]["last"] < restart["signalled_at"] + restart["seconds"]
 
 
-def test_a_deploy_under_load_keeps_every_connection(host, django_site, django_python):
-    deploy_release_2(host, django_site, django_python, browser=False)
+def test_a_deploy_under_load_keeps_every_connection(
+    host, django_site, django_ansible, django_python
+):
+    deploy_release_2(host, django_site, django_ansible, django_python, browser=False)
 
 
-def test_the_live_page_works_in_a_browser_across_a_deploy(host, django_site, django_python):
-    _, seen = deploy_release_2(host, django_site, django_python, browser=True)
+def test_the_live_page_works_in_a_browser_across_a_deploy(
+    host, django_site, django_ansible, django_python
+):
+    _, seen = deploy_release_2(host, django_site, django_ansible, django_python, browser=True)
     assert "error" not in seen, seen
     assert seen["exceptions"] == [], seen["exceptions"]
     steps = seen["steps"]

@@ -1,6 +1,9 @@
 """The Django example on Debian's python3-django (molecule/django_tests.py):
 the live page in Chromium across a deploy under load."""
 
+import sys
+from pathlib import Path
+
 import pytest
 from django_tests import (  # noqa: F401 (pytest collects the imported tests and fixtures)
     django_site,
@@ -12,3 +15,9 @@ from django_tests import (  # noqa: F401 (pytest collects the imported tests and
 @pytest.fixture(scope="module")
 def django_python() -> str:
     return "/usr/bin/python3"
+
+
+@pytest.fixture(scope="module")
+def django_ansible() -> str:
+    """The pinned ansible-core runs the example."""
+    return str(Path(sys.executable).parent)

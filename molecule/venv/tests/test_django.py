@@ -2,6 +2,7 @@
 mod_wsgi from PyPI (molecule/django_tests.py): a deploy under load."""
 
 import pytest
+from conftest import MOLECULE_DIR
 from django_tests import (  # noqa: F401 (pytest collects the imported tests and fixtures)
     django_site,
     installed,
@@ -12,3 +13,9 @@ from django_tests import (  # noqa: F401 (pytest collects the imported tests and
 @pytest.fixture(scope="module")
 def django_python() -> str:
     return "/srv/app/venv/bin/python"
+
+
+@pytest.fixture(scope="module")
+def django_ansible() -> str:
+    """The oldest ansible-core the collection claims runs the example."""
+    return str(MOLECULE_DIR.parent / ".state/venv-oldest/bin")
