@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import ansible_collections.ansible.posix
+import ansible_collections.community.docker
 import pytest
 from conftest import MOLECULE_DIR, STAGE_DIR, converge, run_playbook, stage_scripts
 from push_tests import wait_for_file
@@ -64,10 +65,13 @@ def installed(tmp_path_factory) -> Path:
             str(tarball),
         ]
     )
-    # The tests read the runs through ansible.posix's json callback, which
-    # the oldest ansible-core has not on its own: a copy of the pinned one's.
-    (posix,) = ansible_collections.ansible.posix.__path__
-    shutil.copytree(posix, where / "collections/ansible_collections/ansible/posix")
+    # What the test bed runs the plays with (the containers' connection, the
+    # json callback the tests read), which the oldest ansible-core lacks on
+    # its own: copies of the pinned release's.
+    for package in (ansible_collections.ansible.posix, ansible_collections.community.docker):
+        (source,) = package.__path__
+        namespace, name = package.__name__.split(".")[1:]
+        shutil.copytree(source, where / "collections/ansible_collections" / namespace / name)
     return where / "collections"
 
 
