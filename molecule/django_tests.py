@@ -7,21 +7,32 @@ dashboard WebSockets, 20 push subscribers, a message every 0.1 s), and, in
 the scenarios with Chromium, the live page used as a user would across the
 same deploy. The scenario's own converge comes back afterwards.
 
-A scenario's test file imports the tests it runs and gives the fixtures
-`django_python` (the interpreter the application runs on) and
+A scenario's test file imports the tests it runs, with the fixtures
+`django_site`, `installed` and `deployed`, and gives the fixtures
+`django_python` (the interpreter the application runs on),
 `django_ansible` (the directory of the ansible-playbook that runs the
-example: the pinned ansible-core's or the oldest the collection claims)."""
+example: the pinned ansible-core's or the oldest the collection claims) and
+`django_browser` (whether Chromium holds the live page open across the
+deploy)."""
 
 import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import ansible_collections.ansible.posix
 import ansible_collections.community.docker
 import pytest
-from conftest import MOLECULE_DIR, STAGE_DIR, converge, run_playbook, stage_scripts
+from conftest import (
+    MOLECULE_DIR,
+    STAGE_DIR,
+    converge,
+    run_playbook,
+    scenario_hosts,
+    stage_scripts,
+)
 from push_tests import wait_for_file
 
 # Where the example is, in the collection as users install it.
@@ -183,38 +194,44 @@ def in_background(host, report: str, command: str, *args: str) -> None:
     assert started.rc == 0, started.stderr
 
 
-def deploy_release_2(
-    host, installed: Path, ansible: str, python: str, browser: bool
-) -> tuple[dict, dict | None]:
-    """Load (and the browser) held open while release 2 is deployed with the
-    example playbook; the load's report, the browser's, and the restart's result."""
-    name = host.backend.get_hostname()
-    stage_scripts(host, "deploy_load.py", "browser.py", "wsclient.py")
-    host.run("rm -f %s %s", LOAD_STOP, BROWSER_READY)
-    in_background(
-        host, LOAD_REPORT, "timeout 280 %s %s/deploy_load.py --path /release/ --ready %s --stop %s",
-        python, STAGE_DIR, LOAD_READY, LOAD_STOP,
-    )  # fmt: skip
-    if browser:
+@pytest.fixture(scope="module")
+def deployed(django_site, django_ansible, django_python, django_browser) -> dict:
+    """Release 2 deployed with the example playbook, on every host at once,
+    while each holds the load (and the browser, if the scenario has one)
+    open; per host, the load's report, the browser's and the restart's result."""
+    hosts = {host.backend.get_hostname(): host for host in scenario_hosts()}
+    for host in hosts.values():
+        stage_scripts(host, "deploy_load.py", "browser.py", "wsclient.py")
+        host.run("rm -f %s %s", LOAD_STOP, BROWSER_READY)
         in_background(
-            host, BROWSER_REPORT, "timeout -k 10 280 python3 %s/browser.py %s",
-            STAGE_DIR, json.dumps(browser_steps(python)),
+            host, LOAD_REPORT, "timeout 280 %s %s/deploy_load.py --path /release/ --ready %s"
+            " --stop %s", django_python, STAGE_DIR, LOAD_READY, LOAD_STOP,
         )  # fmt: skip
-        wait_for_file(host, BROWSER_READY, 150)
-    wait_for_file(host, LOAD_READY, 60)
-    deploy = run_example(installed, ansible, limit=name, django_release="2")
+        if django_browser:
+            in_background(
+                host, BROWSER_REPORT, "timeout -k 10 280 python3 %s/browser.py %s",
+                STAGE_DIR, json.dumps(browser_steps(django_python)),
+            )  # fmt: skip
+    for host in hosts.values():
+        if django_browser:
+            wait_for_file(host, BROWSER_READY, 150)
+        wait_for_file(host, LOAD_READY, 60)
+    deploy = run_example(django_site, django_ansible, django_release="2")
     # A few seconds of the new release under the same load, then the reports.
-    host.run("sleep 3; touch %s", LOAD_STOP)
-    load = json.loads(wait_for_file(host, LOAD_REPORT, 120, cat=True))
-    seen = json.loads(wait_for_file(host, BROWSER_REPORT, 200, cat=True)) if browser else None
-    (restart,) = [r for h, task, r in deploy.results() if task.endswith(RESTART) and h == name]
-    assert [t.split(" : ")[-1] for t in deploy.changed()[name]] == [
-        "Write the release",
-        "Put the new code live",
-        RESTART,
-    ]
-    check_load(name, load, restart)
-    return load, seen
+    time.sleep(3)
+    reports = {}
+    for name, host in hosts.items():
+        host.run("touch %s", LOAD_STOP)
+        load = json.loads(wait_for_file(host, LOAD_REPORT, 120, cat=True))
+        seen = (
+            json.loads(wait_for_file(host, BROWSER_REPORT, 200, cat=True))
+            if django_browser
+            else None
+        )
+        (restart,) = [r for h, task, r in deploy.results() if task.endswith(RESTART) and h == name]
+        changed = [task.split(" : ")[-1] for task in deploy.changed()[name]]
+        reports[name] = {"load": load, "browser": seen, "restart": restart, "changed": changed}
+    return reports
 
 
 def check_load(name: str, load: dict, restart: dict) -> None:
@@ -236,16 +253,14 @@ def check_load(name: str, load: dict, restart: dict) -> None:
     assert load["releases"]["release 1"]["last"] < restart["signalled_at"] + restart["seconds"]
 
 
-def test_a_deploy_under_load_keeps_every_connection(
-    host, django_site, django_ansible, django_python
-):
-    deploy_release_2(host, django_site, django_ansible, django_python, browser=False)
+def test_a_deploy_under_load_keeps_every_connection(host, deployed):
+    report = deployed[host.backend.get_hostname()]
+    assert report["changed"] == ["Write the release", "Put the new code live", RESTART]
+    check_load(host.backend.get_hostname(), report["load"], report["restart"])
 
 
-def test_the_live_page_works_in_a_browser_across_a_deploy(
-    host, django_site, django_ansible, django_python
-):
-    _, seen = deploy_release_2(host, django_site, django_ansible, django_python, browser=True)
+def test_the_live_page_works_in_a_browser_across_the_deploy(host, deployed):
+    seen = deployed[host.backend.get_hostname()]["browser"]
     assert "error" not in seen, seen
     assert seen["exceptions"] == [], seen["exceptions"]
     steps = seen["steps"]

@@ -1,14 +1,17 @@
-"""The Django example on Debian's python3-django (molecule/django_tests.py):
-the live page in Chromium across a deploy under load."""
+"""The Django example on Debian's python3-django, run with the pinned
+ansible-core (molecule/django_tests.py): a deploy under load, and the live
+page in Chromium across it."""
 
 import sys
 from pathlib import Path
 
 import pytest
 from django_tests import (  # noqa: F401 (pytest collects the imported tests and fixtures)
+    deployed,
     django_site,
     installed,
-    test_the_live_page_works_in_a_browser_across_a_deploy,
+    test_a_deploy_under_load_keeps_every_connection,
+    test_the_live_page_works_in_a_browser_across_the_deploy,
 )
 
 
@@ -19,5 +22,9 @@ def django_python() -> str:
 
 @pytest.fixture(scope="module")
 def django_ansible() -> str:
-    """The pinned ansible-core runs the example."""
     return str(Path(sys.executable).parent)
+
+
+@pytest.fixture(scope="module")
+def django_browser() -> bool:
+    return True

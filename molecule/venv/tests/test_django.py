@@ -1,9 +1,11 @@
-"""The Django example's virtual-environment variant, Django from PyPI and
-mod_wsgi from PyPI (molecule/django_tests.py): a deploy under load."""
+"""The Django example's virtual-environment variant, Django and mod_wsgi
+from PyPI, run with the oldest ansible-core the collection claims
+(molecule/django_tests.py): a deploy under load."""
 
 import pytest
 from conftest import MOLECULE_DIR
 from django_tests import (  # noqa: F401 (pytest collects the imported tests and fixtures)
+    deployed,
     django_site,
     installed,
     test_a_deploy_under_load_keeps_every_connection,
@@ -17,5 +19,9 @@ def django_python() -> str:
 
 @pytest.fixture(scope="module")
 def django_ansible() -> str:
-    """The oldest ansible-core the collection claims runs the example."""
     return str(MOLECULE_DIR.parent / ".state/venv-oldest/bin")
+
+
+@pytest.fixture(scope="module")
+def django_browser() -> bool:
+    return False
