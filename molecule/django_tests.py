@@ -248,7 +248,10 @@ def check_load(name: str, load: dict, restart: dict) -> None:
     assert load["closed"] == []
     assert load["missed"] == [0] * 20 and load["twice"] == [0] * 20
     assert set(load["releases"]) == {"release 1", "release 2"}
-    assert 0 < new <= NEW_CODE_WITHIN
+    # A request sent a moment before the signal may already meet the new
+    # code (it reached the daemon after the old process stopped taking
+    # requests), so the bound is an upper one.
+    assert new <= NEW_CODE_WITHIN
     # Nothing answers from the old code once the new answered and the old ended.
     assert load["releases"]["release 1"]["last"] < restart["signalled_at"] + restart["seconds"]
 
