@@ -1,6 +1,5 @@
 """The Django example (playbooks/examples/django.yml) converged as written,
-from the collection built and installed outside the repository (twice: the
-second run changes nothing), then a deploy of a new release
+from the collection built and installed outside the repository, then a deploy of a new release
 with everything a site holds open: measured under steady load inside each
 container (molecule/deploy_load.py: GET /release/ 20 times a second, 20
 dashboard WebSockets, 20 push subscribers, a message every 0.1 s), and, in
@@ -105,9 +104,10 @@ def run_example(installed: Path, ansible: str, limit: str | None = None, **extra
 
 @pytest.fixture(scope="module")
 def django_site(installed, django_ansible) -> Path:
+    """The example converged; the scenario's own playbook back afterwards.
+    That the example changes nothing when run again is the deploy's check:
+    its run changes the release and the restart, and nothing else."""
     run_example(installed, django_ansible)
-    again = run_example(installed, django_ansible)
-    assert all(changed == [] for changed in again.changed().values()), again.changed()
     yield installed
     converge()
 
