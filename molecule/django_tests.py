@@ -1,6 +1,6 @@
 """The Django example (playbooks/examples/django.yml) converged as written,
-from the collection built and installed outside the repository, then a deploy of a new release
-with everything a site holds open: measured under steady load inside each
+from the collection built and installed outside the repository, then a
+deploy of a new release with everything a site holds open: measured under steady load inside each
 container (molecule/deploy_load.py: GET /release/ 20 times a second, 20
 dashboard WebSockets, 20 push subscribers, a message every 0.1 s), and, in
 the scenarios with Chromium, the live page used as a user would across the
