@@ -21,7 +21,7 @@ description:
   - Fails naming each sidecar that is not serving when the time is up, with
     the last lines of Apache's error log that mention it.
   - Fails too when Apache logged, after I(error_log_offset), that it could not
-    start a worker thread (AH00480): the site answers, but with fewer threads
+    start a worker thread (AH00480); the site answers, but with fewer threads
     than the planned load needs, so WebSockets past them would hang.
   - Reads only; never reports a change.
 options:
