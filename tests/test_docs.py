@@ -325,6 +325,52 @@ def test_no_page_names_internal_work_items(path: Path) -> None:
     assert not problems, "\n".join(problems)
 
 
+def test_the_readme_links_every_docs_page() -> None:
+    linked = {
+        (ROOT / target.partition("#")[0]).resolve()
+        for _, target in link_targets(read_page(ROOT / "README.md"))
+        if not SCHEME.match(target)
+    }
+    missing = [
+        str(page.relative_to(ROOT))
+        for page in sorted((ROOT / "docs").glob("*.md"))
+        if page.resolve() not in linked
+    ]
+    assert not missing, f"README.md links no page {missing}"
+
+
+def test_the_readme_examples_table_names_every_example_and_the_scenario_that_runs_it() -> None:
+    """Each row of the README's Examples table: a playbook that exists, and
+    scenarios that converge it (molecule.yml) or run it from their tests (a
+    file of the scenario, or a module of molecule/ its tests import)."""
+    section = read_page(ROOT / "README.md").source.split("\n## Examples\n", 1)[1]
+    rows = re.findall(r"^\| `([^`]+\.yml)` \|.*\| ([^|]+) \|$", section.split("\n## ", 1)[0], re.M)
+    listed = set()
+    for playbook, scenarios in rows:
+        path = ROOT / playbook if "/" in playbook else ROOT / "playbooks/examples" / playbook
+        assert path.is_file(), f"README.md Examples: {playbook} does not exist"
+        listed.add(path)
+        wanted = str(path.relative_to(ROOT))
+        for scenario in re.findall(r"`([\w-]+)`", scenarios):
+            directory = ROOT / "molecule" / scenario
+            assert (directory / "molecule.yml").is_file(), (
+                f"README.md Examples: no scenario {scenario}"
+            )
+            texts = [f.read_text() for f in directory.rglob("*") if f.is_file()]
+            for module in re.findall(r"^from (\w+) import", "\n".join(texts), re.M):
+                if (ROOT / "molecule" / f"{module}.py").is_file():
+                    texts.append((ROOT / "molecule" / f"{module}.py").read_text())
+            assert any(wanted in text for text in texts), (
+                f"README.md Examples: scenario {scenario} neither converges nor runs {wanted}"
+            )
+    examples = {
+        path
+        for path in (ROOT / "playbooks/examples").glob("*.yml")
+        if path.name != "requirements.yml"
+    }
+    assert examples <= listed, f"README.md Examples lacks {sorted(examples - listed)}"
+
+
 # The checker itself, on made-up pages.
 
 
