@@ -1,5 +1,5 @@
 """The role's variables are declared once: defaults, argument spec and the
-README table must agree."""
+table in docs/variables.md must agree."""
 
 import json
 import sys
@@ -58,8 +58,14 @@ def test_every_variable_is_prefixed_and_described():
         assert option.get("type"), name
 
 
-def test_readme_table_is_current():
-    readme = (ROOT / "README.md").read_text()
-    assert variables_table.readme_table(readme) == variables_table.render(), (
-        "README variables table is stale: run python scripts/variables_table.py --write"
+def test_variables_page_table_is_current():
+    page = variables_table.PAGE.read_text()
+    assert variables_table.page_table(page) == variables_table.render(), (
+        "docs/variables.md's table is stale: run python scripts/variables_table.py --write"
     )
+
+
+def test_the_readme_links_the_variables_page_and_holds_no_copy_of_the_table():
+    readme = (ROOT / "README.md").read_text()
+    assert "(docs/variables.md)" in readme
+    assert variables_table.START not in readme and variables_table.END not in readme
