@@ -4,10 +4,10 @@
 # (Docker engine, base images, pinned venv). Ends with one line
 # "N passed, N failed" summing all suites.
 #
-#   scripts/test.sh                  everything
-#   scripts/test.sh lint|unit|user   one suite
-#   scripts/test.sh molecule [S...]  Molecule scenarios (all, or those named)
-#   scripts/test.sh lane ITEM...     the suites and scenarios named, in order
+#   scripts/test.sh                        everything
+#   scripts/test.sh lint|unit|user|gates   one suite
+#   scripts/test.sh molecule [S...]        Molecule scenarios (all, or those named)
+#   scripts/test.sh lane ITEM...           the suites and scenarios named, in order
 #
 # Everything runs in two lanes side by side (each scenario's containers are
 # its own): lint, unit and then the scenarios whose tests time recoveries and
@@ -18,12 +18,16 @@
 # (.venv) and on the oldest ansible-core the collection claims with Debian
 # 12's aiohttp (.state/venv-oldest). user: the collection installed and run
 # as users do, and scripts/demo.sh from the user's seat (tests/user/).
+# gates: the ecosystem's judges of a collection (Galaxy's importer,
+# antsibull-docs), on the built tarball and the tree.
 set -uo pipefail
 . "$(dirname "$0")/lib/common.sh"
 cd "${PROJECT_ROOT}"
 
 export PY_COLORS=0 ANSIBLE_FORCE_COLOR=0 NO_COLOR=1 ANSIBLE_NOCOLOR=1
 LOG_DIR="${STATE_DIR}/test-logs"
+# Where a release would be published: a name that can never resolve.
+STAND_IN_URL="https://example.invalid/mod_wsgi_ws_sidecar"
 mkdir -p "${LOG_DIR}"
 PASSED=0
 FAILED=0
@@ -67,11 +71,48 @@ run_lint() {
   # so a copy of this collection installed there would shadow the working
   # tree: it gets a home of its own.
   mkdir -p "${STATE_DIR}/lint-home"
-  for check in "ruff check ." "ruff format --check ." "yamllint --strict ." "ansible-lint"; do
+  for check in "ruff check ." "ruff format --check ." "yamllint --strict ." "ansible-lint" \
+    "antsibull-changelog lint"; do
     log="${LOG_DIR}/lint-${check%% *}-$(tr -c 'a-z' '-' <<<"${check}").log"
     HOME="${STATE_DIR}/lint-home" ${check} >"${log}" 2>&1
     count_check "lint: ${check}" $? "${log}"
   done
+}
+
+# Galaxy's importer on the release tarball, built as a publisher would with
+# a stand-in URL, on both ends of the claimed ansible-core range; it fails
+# on any error or warning it logs. The fleet example's community.general
+# is importable beside it, as the example's requirements file installs it
+# for users (the importer's ansible-lint resolves modules through it).
+run_importer() {
+  local tarball log venv version deps="${STATE_DIR}/importer-deps"
+  log="${LOG_DIR}/gates-release.log"
+  tarball=$(python scripts/release.py --repository "${STAND_IN_URL}" --issues "${STAND_IN_URL}/issues" \
+    --output-path "${STATE_DIR}/release" 2>"${log}")
+  count_check "gates: release tarball with a stand-in URL" $? "${log}"
+  mkdir -p "${deps}/ansible_collections/community"
+  ln -sfn "$(python -c 'import ansible_collections.community.general as m; print(m.__path__[0])')" \
+    "${deps}/ansible_collections/community/general"
+  for venv in "${GALAXY_VENV}" "${GALAXY_OLDEST_VENV}"; do
+    log="${LOG_DIR}/gates-importer-$(basename "${venv}").log"
+    (cd "${STATE_DIR}/release" && PATH="${venv}/bin:${PATH}" PYTHONPATH="${deps}" \
+      "${venv}/bin/python" -m galaxy_importer.main "$(basename "${tarball}")") >"${log}" 2>&1
+    rc=$?
+    if [ ${rc} = 0 ] && grep -qE '^(WARNING|ERROR)' "${log}"; then rc=1; fi
+    if [ ${rc} = 0 ] && ! grep -q 'Importer processing completed successfully' "${log}"; then rc=1; fi
+    version=$("${venv}/bin/ansible" --version)
+    count_check "gates: galaxy-importer (${version%%$'\n'*})" ${rc} "${log}"
+  done
+}
+
+# The ecosystem's own gates: Galaxy's importer, the docsite antsibull-docs
+# builds (after lint-collection-docs).
+run_gates() {
+  local log
+  run_importer
+  log="${LOG_DIR}/gates-docsite.log"
+  python scripts/docs_site.py >"${log}" 2>&1
+  count_check "gates: antsibull-docs lint-collection-docs and docsite" $? "${log}"
 }
 
 run_unit() {
@@ -136,6 +177,7 @@ run_lane() {
       lint) run_lint ;;
       unit) run_unit ;;
       user) run_user ;;
+      gates) run_gates ;;
       *) run_scenario "${item}" ;;
     esac
   done
@@ -150,7 +192,7 @@ TIMED_SCENARIOS=(default unix-socket own-sidecar vhost-tls)
 # line adds to the totals. Lint and the unit tests open the timed lane: without
 # them it is the shorter by about their time (docs/testing.md, Timings).
 run_lanes() {
-  local timed=(lint unit) others=(user) scenario dir lane_log pid pids=() logs=() counts
+  local timed=(lint unit) others=(user gates) scenario dir lane_log pid pids=() logs=() counts
   for dir in molecule/*/molecule.yml; do
     scenario=$(basename "$(dirname "${dir}")")
     if [[ " ${TIMED_SCENARIOS[*]} " == *" ${scenario} "* ]]; then
@@ -199,10 +241,11 @@ case "${1:-all}" in
   lint) run_lint ;;
   unit) run_unit ;;
   user) run_user ;;
+  gates) run_gates ;;
   molecule) shift; run_molecule "$@" ;;
   lane) shift; run_lane "$@" ;;
   all) run_lanes ;;
-  *) die "unknown suite '$1' (lint, unit, user, molecule, lane)" ;;
+  *) die "unknown suite '$1' (lint, unit, user, gates, molecule, lane)" ;;
 esac
 say "total wall time: $((SECONDS - started)) s"
 echo "${PASSED} passed, ${FAILED} failed"

@@ -98,6 +98,16 @@ ensure_oldest_venv() {
   ensure_pinned_venv "${OLDEST_VENV}" "${PROJECT_ROOT}/requirements-oldest.txt" 3.11 3.12
 }
 
+# Galaxy's importer (galaxy-importer), once per end of the ansible-core
+# range the collection claims: it pins an ansible-lint that the pinned
+# toolchain's does not match, so each has a venv of its own.
+GALAXY_VENV="${STATE_DIR}/venv-galaxy"
+GALAXY_OLDEST_VENV="${STATE_DIR}/venv-galaxy-oldest"
+ensure_galaxy_venvs() {
+  ensure_pinned_venv "${GALAXY_VENV}" "${PROJECT_ROOT}/requirements-galaxy.txt" 3.12 4
+  ensure_pinned_venv "${GALAXY_OLDEST_VENV}" "${PROJECT_ROOT}/requirements-galaxy-oldest.txt" 3.11 3.12
+}
+
 # The repository is the collection mod_wsgi_ws_sidecar.apache; playbooks
 # here name the role by its fully qualified name, as users do, and find it
 # through this link (ansible.cfg's collections_path, Molecule's env).
@@ -152,6 +162,8 @@ ensure_testbed() {
   ensure_oldest_venv &
   pids+=($!)
   ensure_images &
+  pids+=($!)
+  ensure_galaxy_venvs &
   pids+=($!)
   for pid in "${pids[@]}"; do
     wait "${pid}" || die "setting up the test bed failed (see the messages above)"
