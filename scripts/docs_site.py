@@ -33,13 +33,22 @@ BIN = Path(sys.executable).parent
 # The labels of Ansible's docs that antsibull-docs' pages refer to:
 # (label, page, title), under https://docs.ansible.com/projects/ansible/devel/.
 ANSIBLE_LABELS = [
-    ("ansible_configuration_settings", "reference_appendices/config.html", "Ansible Configuration Settings"),
+    (
+        "ansible_configuration_settings",
+        "reference_appendices/config.html",
+        "Ansible Configuration Settings",
+    ),
     ("common_return_values", "reference_appendices/common_return_values.html", "Return Values"),
     ("action_plugins", "plugins/action.html", "Action plugins"),
 ]
 # The inventories sphinx-init's conf.py reads beside the RST tree, and
 # their projects; only Ansible's is referred to.
-INVENTORIES = {"ansible_devel": "Ansible", "python3": "Python", "python2": "Python", "jinja2": "Jinja"}
+INVENTORIES = {
+    "ansible_devel": "Ansible",
+    "python3": "Python",
+    "python2": "Python",
+    "jinja2": "Jinja",
+}
 
 
 def inventory(project: str, labels: list[tuple[str, str, str]]) -> bytes:
