@@ -9,16 +9,16 @@
 #   scripts/sanity.sh newest|oldest   one of them
 #   scripts/sanity.sh both --test pylint ...   further arguments go to ansible-test
 #
-# What is tested: the collection as it ships (git ls-files of the working
-# copy, uncommitted changes included, less galaxy.yml's build_ignore) plus its
-# sanity configuration (tests/config.yml, tests/sanity/). The test bed
-# (tests/, molecule/, bench/, scripts/) is not collection content and is linted
-# by ruff instead.
+# What is tested: the collection as it ships, from the working copy as it is
+# (the files ansible-test would see in place, uncommitted changes included,
+# less galaxy.yml's build_ignore), plus its sanity configuration
+# (tests/config.yml, tests/sanity/). The test bed (tests/, molecule/, bench/,
+# scripts/) is not collection content, and is linted by ruff instead.
 #
 # Pythons: each ansible-test runs on its venv's Python, which is the controller
 # for the single-version tests (pylint, validate-modules, ...): 3.12 and 3.11.
-# The tests run per target Python (compile, import) run once per Python the
-# modules meet, at the two ends of the range: 3.11 (Debian 12) with the oldest
+# The tests run per target Python (compile, import) run on the Pythons the
+# modules meet, once each, at the two ends of the range: 3.11 (Debian 12) with the oldest
 # ansible-core, 3.13 (Debian 13) with the newest; 3.12 between them would add
 # time and find nothing new.
 set -uo pipefail
@@ -35,7 +35,7 @@ COLLECTION_PATH=ansible_collections/mod_wsgi_ws_sidecar/apache
 # each of its directories, plus its own default patterns), and the sanity
 # configuration under tests/, which build_ignore drops from the tarball.
 shipped_files() {
-  local deleted=$1
+  local deleted="${SANITY_DIR}/deleted"
   git -C "${PROJECT_ROOT}" ls-files -z --deleted >"${deleted}" || return
   git -C "${PROJECT_ROOT}" ls-files -z --cached --others --exclude-standard \
     | "${VENV}/bin/python" -c '
@@ -60,17 +60,16 @@ for path in sys.stdin.buffer.read().decode().split("\0"):
 ' "${deleted}" "${PROJECT_ROOT}/galaxy.yml"
 }
 
-# A fresh copy of the collection under ansible_collections/ (ansible-test
-# finds namespace and name in the path). It gets a git repository of its own,
-# without commits: ansible-test lists a tree's files with git when it finds a
-# .git in it or above it, and above it is this repository, whose .gitignore
-# hides .state.
+# A fresh copy of the files listed in FILES under ROOT/ansible_collections/
+# (ansible-test finds namespace and name in the path). It gets a git
+# repository of its own, without commits: ansible-test lists a tree's files
+# with git when it finds a .git in it or above it, and above it is this
+# repository, whose .gitignore hides .state.
 lay_out() {
-  local root=$1 files
+  local root=$1 files=$2
   rm -rf "${root}/ansible_collections"
   mkdir -p "${root}/${COLLECTION_PATH}"
-  files=$(shipped_files "${root}/deleted") || die "listing the collection's files failed"
-  (cd "${PROJECT_ROOT}" && tr '\n' '\0' <<<"${files}" | tar --null -T - -cf -) \
+  (cd "${PROJECT_ROOT}" && tr '\n' '\0' <"${files}" | tar --null -T - -cf -) \
     | tar -xf - -C "${root}/${COLLECTION_PATH}" || die "copying the collection failed"
   git -C "${root}/${COLLECTION_PATH}" init -q || die "git init in ${root}/${COLLECTION_PATH} failed"
 }
@@ -84,7 +83,7 @@ lay_out() {
 # release from its wheel (as ensurepip runs pip), the wheel fetched from PyPI
 # once. The pip version is the one ansible-test pins for its venvs.
 ensure_pip_bootstrap() {
-  local venv=$1 home=$2 version wheel_dir="${SANITY_DIR}/wheels" wheel script
+  local venv=$1 home=$2 version wheel_dir="$2/wheels" wheel script
   version=$("${venv}/bin/python" -c '
 import types
 from ansible_test._internal.python_requirements import get_venv_packages
@@ -118,8 +117,9 @@ EOF
 # shim: ansible-test makes its venvs with the python3.X it finds on PATH, and
 # the shim of a version that is not pyenv's selected one refuses to run.
 real_python() {
-  "$(find_python "$1" "$2")" -c 'import sys; print(sys.executable)' \
-    || die "Python $1 did not run"
+  local python
+  python=$(find_python "$1" "$2") || exit 1
+  "${python}" -c 'import sys; print(sys.executable)' || die "${python} did not run"
 }
 
 # Runs ansible-test sanity from the venv VENV with the target Python TARGET
@@ -131,7 +131,7 @@ run_sanity() {
   root="${SANITY_DIR}/${name}"
   home="${root}/home"
   mkdir -p "${home}"
-  lay_out "${root}"
+  lay_out "${root}" "${SANITY_DIR}/files"
   ensure_pip_bootstrap "${venv}" "${home}"
   if [ "${target}" != default ]; then
     target_dir=$(dirname "${target#*@}")
@@ -147,7 +147,7 @@ run_sanity() {
 }
 
 main() {
-  local which=${1:-both} names=() venvs=() targets=() pids=() i rc failed=0 version
+  local which=${1:-both} names=() venvs=() targets=() pids=() i rc failed=0 version target
   [ $# -gt 0 ] && shift
   case "${which}" in
     both|newest|oldest) ;;
@@ -155,13 +155,29 @@ main() {
   esac
   export PIP_CACHE_DIR="${PIP_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME}/.cache}/pip}"
   mkdir -p "${SANITY_DIR}" "${LOG_DIR}"
+  # The venvs side by side, as ensure_testbed makes them (minutes each on a
+  # new machine, nothing once made).
   if [ "${which}" != oldest ]; then
-    ensure_venv
-    names+=(newest) venvs+=("${VENV}") targets+=("3.13@$(real_python 3.13 3.14)")
+    ensure_venv &
+    pids+=($!)
+    target=$(real_python 3.13 3.14) || exit 1
+    names+=(newest) venvs+=("${VENV}") targets+=("3.13@${target}")
   fi
   if [ "${which}" != newest ]; then
-    ensure_oldest_venv
+    ensure_oldest_venv &
+    pids+=($!)
     names+=(oldest) venvs+=("${OLDEST_VENV}") targets+=(default)
+  fi
+  for i in "${!pids[@]}"; do
+    wait "${pids[i]}" || die "making the venvs failed (see the messages above)"
+  done
+  pids=()
+  shipped_files >"${SANITY_DIR}/files" || die "listing the collection's files failed"
+  # Without the shellcheck program, ansible-test skips its test of shell
+  # scripts with a mere warning.
+  if grep -q '\.sh$' "${SANITY_DIR}/files" && ! command -v shellcheck >/dev/null; then
+    say "installing shellcheck (Debian's) for the collection's shell scripts"
+    apt_install shellcheck
   fi
   for i in "${!venvs[@]}"; do
     run_sanity "${names[i]}" "${venvs[i]}" "${targets[i]}" "${LOG_DIR}/sanity-${names[i]}.log" "$@" &
