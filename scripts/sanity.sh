@@ -126,7 +126,7 @@ real_python() {
 # ("default": the controller's) into LOG, in .state/sanity/NAME; further
 # arguments go to ansible-test.
 run_sanity() {
-  local name=$1 venv=$2 target=$3 log=$4 root home target_dir=
+  local name=$1 venv=$2 target=$3 log=$4 root home target_dir="" started=${SECONDS} rc
   shift 4
   root="${SANITY_DIR}/${name}"
   home="${root}/home"
@@ -144,6 +144,9 @@ run_sanity() {
     "${venv}/bin/ansible-test" sanity --color no \
       --controller origin:python=default --target-python "${target}" "$@"
   ) >"${log}" 2>&1
+  rc=$?
+  echo $((SECONDS - started)) >"${root}/seconds"
+  return ${rc}
 }
 
 main() {
@@ -188,7 +191,7 @@ main() {
     rc=$?
     # Read whole: ansible fails on a pipe closed after its first line.
     version=$("${venvs[i]}/bin/ansible" --version 2>/dev/null)
-    version=${version%%$'\n'*}
+    version="${version%%$'\n'*}, $(cat "${SANITY_DIR}/${names[i]}/seconds" 2>/dev/null) s"
     if [ "${rc}" = 0 ]; then
       say "sanity (${version}): passed (log: ${LOG_DIR}/sanity-${names[i]}.log)"
     else
