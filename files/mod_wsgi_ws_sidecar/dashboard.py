@@ -112,9 +112,9 @@ _STATES: dict[str, tuple[str, str]] = {
     "graceful": ("G", "graceful gracefullyfinishing gracefulfinishing"),
     "idle_kill": ("I", "idlekill idlecleanup"),
 }
-STATE_CODES = {state: code for state, (code, _) in _STATES.items()} | {"unknown": "?"}
-_LOOKUP = {code: state for state, (code, _) in _STATES.items()} | {
-    word: state for state, (_, words) in _STATES.items() for word in words.split()
+STATE_CODES = {state: code for state, (code, _words) in _STATES.items()} | {"unknown": "?"}
+_LOOKUP = {code: state for state, (code, _words) in _STATES.items()} | {
+    word: state for state, (_code, words) in _STATES.items() for word in words.split()
 }
 # Left out of the per-tick worker list. Like mod_status, "starting" and "idle_kill" are
 # not counted as busy either.
@@ -479,7 +479,7 @@ def cli_config(argv: Sequence[str] | None = None) -> Config:
         if args.listen.startswith("/"):
             data["listen"] = {"path": args.listen}
         else:
-            host, _, port = args.listen.rpartition(":")
+            host, _colon, port = args.listen.rpartition(":")
             if not host or not port.isdigit():
                 parser.error(f"--listen must be HOST:PORT or /path, got {args.listen!r}")
             data["listen"] = {"host": host.strip("[]"), "port": int(port)}

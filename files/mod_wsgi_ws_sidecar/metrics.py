@@ -194,7 +194,7 @@ def apache_cpu(snapshot: Mapping[str, Any], parent: int) -> CpuTimes | None:
             continue
         try:
             with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-                utime, stime, _, _ = parse_proc_stat(fh.read(), ticks)
+                utime, stime, _cutime, _cstime = parse_proc_stat(fh.read(), ticks)
         except (OSError, ValueError):
             continue  # ended since the reading
         user, system = user + utime, system + stime

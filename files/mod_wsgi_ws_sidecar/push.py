@@ -238,7 +238,7 @@ class Publisher:
         # A channel nobody publishes to any more goes, channel_ttl after its last message.
         pipe.expire(key, self.channel_ttl)
         try:
-            _, position, _ = pipe.execute()
+            _epoch_set, position, _expiry_set = pipe.execute()
         except self._errors as exc:
             if "OOM" in str(exc):
                 raise PushError(

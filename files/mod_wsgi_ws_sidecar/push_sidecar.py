@@ -723,12 +723,12 @@ class PushSidecar(core.WebSocketServer):
         return stream_state(info, int(seconds) * 1000 + int(micros) // 1000)
 
     # --- subscriptions ---------------------------------------------------
-    async def received(self, client: core.Client, raw: str) -> None:
+    async def received(self, client: core.Client, text: str) -> None:
         """One request of a client (the core's hook): subscribe, renew or unsubscribe."""
         conn = self.clients.get(client)
         if conn is None:  # dropped meanwhile
             return
-        request = parse_request(raw)
+        request = parse_request(text)
         name = request.get("channel") if request else None
         if not isinstance(name, str):
             name = None

@@ -50,11 +50,11 @@ def what_to_look_at(
     ports = [[s["index"], s["port"]] for s in sidecars if s["listener"] == "tcp"]
     python = [venv, f"{venv}/bin/python", v["venv_python"]] if venv else []
     ca_bundle = [v["pip_ca_bundle"]] if v["pip_ca_bundle"] else []
-    paths = [p for _, p in tls_files + sockets + scripts + static_dirs] + python + ca_bundle
+    paths = [p for _index, p in tls_files + sockets + scripts + static_dirs] + python + ca_bundle
     return {
         "paths": list(dict.fromkeys(paths)),
         "bind": internal["address"] if internal else "",
-        "ports": [port for _, port in ports],
+        "ports": [port for _index, port in ports],
         "interpreters": [DEBIAN_PYTHON, f"{venv}/bin/python", v["venv_python"]] if venv else [],
         "tls_files": tls_files,
         "sockets": sockets,

@@ -22,17 +22,18 @@ ACCEPTS_LOOPBACK = {
 DAEMON_TITLE = "(wsgi:"
 
 
-def listening_inodes(ports: set[int], tables: dict[str, set[str]] = ACCEPTS_LOOPBACK) -> dict:
-    """Socket inode -> port, for the listening sockets on PORTS that accept 127.0.0.1."""
+def listening_inodes(ports: set[int], tables: dict[str, set[str]] | None = None) -> dict:
+    """Socket inode -> port, for the listening sockets on PORTS that accept 127.0.0.1
+    (TABLES: /proc/net table -> the addresses that do; ACCEPTS_LOOPBACK by default)."""
     found = {}
-    for table, addresses in tables.items():
+    for table, addresses in (ACCEPTS_LOOPBACK if tables is None else tables).items():
         try:
             lines = Path(table).read_text().splitlines()[1:]
         except OSError:
             continue  # no IPv6 on this host
         for line in lines:
             fields = line.split()
-            address, _, port = fields[1].partition(":")
+            address, _colon, port = fields[1].partition(":")
             if fields[3] == LISTEN and address in addresses and int(port, 16) in ports:
                 found[fields[9]] = int(port, 16)
     return found

@@ -6,10 +6,6 @@ rollback rule (plugins/filter/rollback.py) can undo it."""
 
 from __future__ import annotations
 
-import os
-
-from ansible.module_utils.basic import AnsibleModule
-
 DOCUMENTATION = r"""
 module: apache_links
 short_description: Enable and disable Debian Apache's modules, conf snippets and sites at once
@@ -41,7 +37,25 @@ options:
     default: []
 notes:
   - Lists of names may nest (a list templated into a list); they are flattened.
-author: mod_wsgi_ws_sidecar maintainers
+author: mod_wsgi_ws_sidecar maintainers (!UNKNOWN)
+"""
+
+EXAMPLES = r"""
+- name: Enable mod_proxy_wstunnel and a site, disable Debian's default site
+  mod_wsgi_ws_sidecar.apache.apache_links:
+    enable:
+      mods: [proxy, proxy_http, proxy_wstunnel]
+      sites: [my-app]
+    disable:
+      sites: ["000-default"]
+    restart: [proxy_wstunnel]
+  register: links
+
+- name: Restart Apache when a module changed, reload otherwise
+  ansible.builtin.service:
+    name: apache2
+    state: "{{ 'restarted' if links.results | selectattr('restart') | list else 'reloaded' }}"
+  when: links is changed
 """
 
 RETURN = r"""
@@ -52,6 +66,11 @@ results:
   type: list
   returned: always
 """
+
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
 
 # Kind -> (the enabled link's suffix, enabling helper, disabling helper).
 KINDS = {
@@ -79,7 +98,7 @@ def plan_commands(apache_dir: str, enable: dict, disable: dict, restart: set) ->
         raise ValueError(f"unknown kinds {sorted(unknown)}; expected {sorted(KINDS)}")
     commands = []
     for direction, wanted in (("disable", disable), ("enable", enable)):
-        for kind, (_, enabler, disabler) in KINDS.items():
+        for kind, (_suffix, enabler, disabler) in KINDS.items():
             names = []
             for name in flat(wanted.get(kind)):
                 present = os.path.lexists(link_path(apache_dir, kind, name))

@@ -6,17 +6,6 @@ plugins/module_utils/host_rules.py."""
 
 from __future__ import annotations
 
-import os
-import re
-import socket
-import stat
-import subprocess
-
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils.port_holders import (
-    holders,
-)
-
 DOCUMENTATION = r"""
 module: host_facts
 short_description: What the role's host checks need, in one round trip
@@ -45,7 +34,23 @@ options:
   error_log:
     description: Apache's error log, whose size to read.
     type: path
-author: mod_wsgi_ws_sidecar maintainers
+author: mod_wsgi_ws_sidecar maintainers (!UNKNOWN)
+"""
+
+EXAMPLES = r"""
+- name: Look at the host before writing Apache's configuration
+  mod_wsgi_ws_sidecar.apache.host_facts:
+    paths: [/etc/ssl/private/site.key, /srv/venv]
+    bind: 127.0.0.2
+    ports: [8765]
+    interpreters: [/usr/bin/python3, /srv/venv/bin/python]
+    error_log: /var/log/apache2/error.log
+  register: facts
+
+- name: Stop when another program listens on the sidecar's port
+  ansible.builtin.fail:
+    msg: "Port 8765 is taken by {{ facts.holders['8765'] | join(', ') }}"
+  when: facts.holders['8765'] | length > 0
 """
 
 RETURN = r"""
@@ -87,6 +92,18 @@ python_versions:
   type: dict
   returned: always
 """
+
+
+import os
+import re
+import socket
+import stat
+import subprocess
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils.port_holders import (
+    holders,
+)
 
 
 def describe(path: str) -> dict[str, bool]:
@@ -153,7 +170,9 @@ def file_size(path: str | None) -> int:
 def python_version(interpreter: str) -> str | None:
     if not (os.path.isfile(interpreter) and os.access(interpreter, os.X_OK)):
         return None
-    done = subprocess.run(
+    # Not module.run_command, which has no timeout: an interpreter that hangs
+    # fails the check after 30 s instead of holding the run.
+    done = subprocess.run(  # pylint: disable=ansible-bad-function
         [interpreter, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
         capture_output=True,
         text=True,

@@ -12,14 +12,6 @@ Apache's own argv[0], so cut or space-padded to that length."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import pwd
-import signal
-import time
-
-from ansible.module_utils.basic import AnsibleModule
-
 DOCUMENTATION = r"""
 module: restart_application
 short_description: Gracefully restart only the application's mod_wsgi daemon processes
@@ -56,7 +48,7 @@ options:
     description: Seconds to wait for the old processes to end and the new ones to start.
     type: int
     default: 60
-author: mod_wsgi_ws_sidecar maintainers
+author: mod_wsgi_ws_sidecar maintainers (!UNKNOWN)
 """
 
 EXAMPLES = r"""
@@ -88,6 +80,15 @@ signalled_at:
   type: float
   returned: always
 """
+
+
+import contextlib
+import os
+import pwd
+import signal
+import time
+
+from ansible.module_utils.basic import AnsibleModule
 
 PROC = "/proc"
 

@@ -2,14 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
-import socket
-import ssl
-import time
-from collections import deque
-
-from ansible.module_utils.basic import AnsibleModule
-
 DOCUMENTATION = r"""
 module: wait_for_sidecars
 short_description: Wait until the WSGI application and every WebSocket sidecar serve
@@ -56,7 +48,20 @@ options:
     description: Where the error log stood before this run (bytes); what follows is this run's.
     type: int
     default: 0
-author: mod_wsgi_ws_sidecar maintainers
+author: mod_wsgi_ws_sidecar maintainers (!UNKNOWN)
+"""
+
+EXAMPLES = r"""
+- name: Wait until the application and its sidecar serve through Apache
+  mod_wsgi_ws_sidecar.apache.wait_for_sidecars:
+    sidecars:
+      - name: metrics
+        listener: {host: 127.0.0.1, port: 8765}
+        front: {host: 127.0.0.1, port: 80, tls: false, host_header: www.example.com, path: /ws/}
+    app: {host: 127.0.0.1, port: 80, tls: false, host_header: www.example.com, path: /}
+    timeout: 60
+    settle: 3
+    error_log: /var/log/apache2/error.log
 """
 
 RETURN = r"""
@@ -65,6 +70,15 @@ waited:
   type: float
   returned: success
 """
+
+
+import http.client
+import socket
+import ssl
+import time
+from collections import deque
+
+from ansible.module_utils.basic import AnsibleModule
 
 GATEWAY_ERRORS = {502, 503, 504}
 # mpm_event's "ap_thread_create: unable to create worker thread".

@@ -10,18 +10,6 @@ reports each the way copy and file do, so that the rollback rule
 
 from __future__ import annotations
 
-import fnmatch
-import grp
-import json
-import os
-import pwd
-import shutil
-import stat
-import tempfile
-import time
-
-from ansible.module_utils.basic import AnsibleModule
-
 DOCUMENTATION = r"""
 module: write_files
 short_description: Write, create or remove many files and directories in one round trip
@@ -70,9 +58,11 @@ options:
           to_nice_json writes it.
         type: raw
       owner:
+        description: The user who owns the file or directory.
         type: str
         default: root
       group:
+        description: The group that owns the file or directory.
         type: str
         default: root
       mode:
@@ -104,7 +94,28 @@ options:
           reload; returned in its result so the role can tell.
         type: bool
         default: false
-author: mod_wsgi_ws_sidecar maintainers
+author: mod_wsgi_ws_sidecar maintainers (!UNKNOWN)
+"""
+
+EXAMPLES = r"""
+- name: Write a site's configuration and its directories in one round trip
+  mod_wsgi_ws_sidecar.apache.write_files:
+    files:
+      - dest: /srv/my-app
+        state: directory
+        mode: "0755"
+      - dest: /srv/my-app/settings.json
+        json: {debug: false}
+        owner: www-data
+        group: www-data
+        mode: "0640"
+      - dest: /etc/apache2/sites-available/my-app.conf
+        src: my-app.conf
+        mode: "0644"
+        backup: true
+      - dest: /etc/apache2/sites-available/old-app.conf
+        state: absent
+        only_if: "{{ remove_old_app | default(false) }}"
 """
 
 RETURN = r"""
@@ -118,6 +129,19 @@ results:
   type: list
   returned: always
 """
+
+
+import fnmatch
+import grp
+import json
+import os
+import pwd
+import shutil
+import stat
+import tempfile
+import time
+
+from ansible.module_utils.basic import AnsibleModule
 
 # Diffs of files larger than this are not shown (as Ansible's own max_diff_size).
 MAX_DIFF_BYTES = 104448
@@ -353,6 +377,10 @@ def main() -> None:
         "dest": {"type": "path", "required": True},
         "state": {"type": "str", "choices": list(APPLY), "default": "file"},
         "content": {"type": "raw"},
+        # The action plugin's: it reads src into content and leaves out the
+        # entries whose only_if is false, so the module never sees either.
+        "src": {"type": "path"},
+        "only_if": {"type": "bool", "default": True},
         "json": {"type": "raw"},
         "owner": {"type": "str", "default": "root"},
         "group": {"type": "str", "default": "root"},
