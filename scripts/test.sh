@@ -105,11 +105,31 @@ run_importer() {
   done
 }
 
-# The ecosystem's own gates: Galaxy's importer, the docsite antsibull-docs
-# builds (after lint-collection-docs).
+# ansible-test sanity on both ends of the claimed ansible-core range, side
+# by side (scripts/sanity.sh): one check per version it reports.
+run_sanity() {
+  local log="${LOG_DIR}/gates-sanity.log" rc line name reported=0
+  scripts/sanity.sh >"${log}" 2>&1
+  rc=$?
+  # Each line: "==> sanity (ansible [core X], N s): passed (log: ...)".
+  while read -r line; do
+    reported=$((reported + 1))
+    name=${line#==> }
+    name="${name%%): *})"
+    [[ "${line}" == *"): passed "* ]]
+    count_check "gates: ansible-test ${name}" $? "${log}"
+  done < <(grep -E '^==> sanity \(' "${log}")
+  if [ "${reported}" != 2 ] || { [ "${rc}" != 0 ] && ! grep -q FAILED "${log}"; }; then
+    count_check "gates: ansible-test sanity ran on both versions" 1 "${log}"
+  fi
+}
+
+# The ecosystem's own gates: Galaxy's importer, ansible-test sanity, and the
+# docsite antsibull-docs builds (after lint-collection-docs).
 run_gates() {
   local log
   run_importer
+  run_sanity
   log="${LOG_DIR}/gates-docsite.log"
   python scripts/docs_site.py >"${log}" 2>&1
   count_check "gates: antsibull-docs lint-collection-docs and docsite" $? "${log}"
