@@ -11,6 +11,7 @@ names the way out. Run with the ansible-core of the venv running the tests.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -171,3 +172,47 @@ def test_a_plain_role_install_is_refused_with_the_way_out(clone: Path, tmp_path:
     result = check_role(project, role)
     assert result.returncode != 0
     assert "Install the collection, not the role alone" in result.stdout, result.stdout
+
+
+def examples_requirements_command() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    (line,) = [
+        ln
+        for ln in readme.splitlines()
+        if ln.startswith("ansible-galaxy collection install -r collections/")
+    ]
+    return line.split()
+
+
+def test_every_collection_the_examples_use_is_declared_for_them() -> None:
+    declared = {
+        item["name"]
+        for item in yaml.safe_load((ROOT / "playbooks/examples/requirements.yml").read_text())[
+            "collections"
+        ]
+    }
+    used = set()
+    for playbook in (ROOT / "playbooks").rglob("*.yml"):
+        for name in re.findall(
+            r"^\s*-?\s*([a-z_]+\.[a-z_]+)\.[a-z_]+:", playbook.read_text(), re.M
+        ):
+            used.add(name)
+    assert used - {"ansible.builtin", FQCN} == declared
+
+
+def test_the_readmes_command_meets_the_examples_requirements(tarball: Path, tmp_path: Path) -> None:
+    """Galaxy is out of reach here: community.general is put in the project
+    as Galaxy would install it, from the pinned ansible package's copy; the
+    README's command must then find every requirement met, at the path it
+    names inside the installed collection."""
+    project = new_project(tmp_path / "site")
+    result = run(str(BIN / "ansible-galaxy"), "collection", "install", str(tarball), cwd=project)
+    assert result.returncode == 0, result.stdout + result.stderr
+    pinned = next((ROOT / ".venv").glob("lib/python*/site-packages/ansible_collections"))
+    shutil.copytree(
+        pinned / "community/general", project / "collections/ansible_collections/community/general"
+    )
+    command = examples_requirements_command()
+    result = run(str(BIN / "ansible-galaxy"), *command[1:], cwd=project)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "All requested collections are already installed" in result.stdout, result.stdout

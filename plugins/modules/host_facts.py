@@ -8,8 +8,12 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: host_facts
-short_description: What the role's host checks need, in one round trip
+short_description: What the role's host checks need, in one round trip (internal)
 description:
+  - Internal to the role C(mod_wsgi_ws_sidecar.apache.mod_wsgi_ws_sidecar), whose
+    C(tasks/host_checks.yml) calls it and hands its result to the filter
+    C(mod_wsgi_ws_sidecar.apache.host_plan). It is documented so that C(ansible-doc) can show it;
+    its options and results are not a public interface and may change in any release.
   - Reads only; runs in check mode.
 options:
   paths:
