@@ -38,7 +38,9 @@ def url_problem(key: str, value: str) -> str:
     return ""
 
 
-def tracked_files(root: Path) -> list[str]:
+def copy_tracked_files(root: Path, dest: Path) -> None:
+    """Copies to DEST the files git lists in ROOT: tracked, and new ones not
+    ignored, as they are in the working tree (a deleted file stays out)."""
     listed = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard", "-z"],
         cwd=root,
@@ -46,8 +48,10 @@ def tracked_files(root: Path) -> list[str]:
         text=True,
         check=True,
     ).stdout.split("\0")
-    # A file deleted in the working tree is still listed until committed.
-    return [name for name in listed if name and (root / name).is_file()]
+    for name in listed:
+        if name and (root / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / name, dest / name)
 
 
 def with_urls(galaxy_yml: str, urls: dict[str, str]) -> str:
@@ -82,9 +86,7 @@ def build(urls: dict[str, str], output_path: Path) -> Path:
     output_path.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as staging:
         stage = Path(staging)
-        for name in tracked_files(ROOT):
-            (stage / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, stage / name)
+        copy_tracked_files(ROOT, stage)
         galaxy_yml = stage / "galaxy.yml"
         galaxy_yml.write_text(with_urls(galaxy_yml.read_text(), urls))
         meta = yaml.safe_load(galaxy_yml.read_text())

@@ -25,6 +25,9 @@ from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.module_utils.kinds i
 )
 from user_project import run_in_project
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import release
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 GALAXY = yaml.safe_load((ROOT / "galaxy.yml").read_text())
@@ -86,17 +89,7 @@ def tarball(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A git repository of the working tree, as a git URL would give it."""
     path = tmp_path_factory.mktemp("git") / "mod_wsgi_ws_sidecar"
-    listed = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard", "-z"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\0")
-    for name in filter(None, listed):
-        if (ROOT / name).is_file():
-            (path / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, path / name)
+    release.copy_tracked_files(ROOT, path)
     for command in (
         ["git", "init", "-q"],
         ["git", "add", "-A"],
