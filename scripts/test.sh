@@ -169,6 +169,29 @@ run_user() {
   done
 }
 
+# Copies Molecule's output to LOG, and writes to STEPS how long its converge
+# and idempotence steps took, from its "[S > STEP] Executing" and
+# "Executed" lines as they arrive.
+log_step_times() {
+  local log=$1 steps=$2 line step
+  local -A began=() took=()
+  : >"${steps}"
+  while IFS= read -r line; do
+    printf '%s\n' "${line}" >>"${log}"
+    if [[ "${line}" =~ \>\ (converge|idempotence)\]\ (Executing|Executed) ]]; then
+      step=${BASH_REMATCH[1]}
+      if [ "${BASH_REMATCH[2]}" = Executing ]; then
+        began[${step}]=${EPOCHREALTIME}
+      elif [ -n "${began[${step}]:-}" ]; then
+        took[${step}]=$(awk -v a="${began[${step}]}" -v b="${EPOCHREALTIME}" 'BEGIN { printf "%.0f", b - a }')
+      fi
+    fi
+  done
+  if [ -n "${took[converge]:-}" ]; then
+    echo "first converge ${took[converge]} s, no-op re-run ${took[idempotence]:-?} s (both hosts)" >"${steps}"
+  fi
+}
+
 run_scenario() {
   local scenario=$1 log="${LOG_DIR}/molecule-$1.log" started rc
   # Molecule's testinfra verifier passes silently when it finds no tests.
@@ -179,8 +202,14 @@ run_scenario() {
   fi
   say "molecule ${scenario}: running (log: ${log})"
   started=${SECONDS}
-  molecule test -s "${scenario}" >"${log}" 2>&1
-  rc=$?
+  : >"${log}"
+  molecule test -s "${scenario}" 2>&1 | log_step_times "${log}" "${LOG_DIR}/molecule-$1.steps"
+  rc=${PIPESTATUS[0]}
+  # The operator's two figures: both hosts converged from fresh containers,
+  # and a run that changes nothing (Molecule's idempotence step).
+  if [ -s "${LOG_DIR}/molecule-$1.steps" ]; then
+    say "molecule ${scenario}: $(cat "${LOG_DIR}/molecule-$1.steps")"
+  fi
   if grep -q "Skipping, no tests found" "${log}"; then
     say "molecule ${scenario}: the verifier found no tests"
     rc=1
