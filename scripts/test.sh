@@ -10,9 +10,10 @@
 #   scripts/test.sh lane ITEM...           the suites and scenarios named, in order
 #
 # Everything runs in two lanes side by side (each scenario's containers are
-# its own): lint, unit and then the scenarios whose tests time recoveries and
-# capacity, one after another; beside them the user suite and the other
-# scenarios. MWS_TEST_LANES=1 runs them all in one.
+# its own): unit and then the scenarios whose tests time recoveries and
+# capacity, one after another; beside them the user suite, the gates and
+# lint side by side, then the other scenarios. MWS_TEST_LANES=1 runs them
+# all in one.
 #
 # unit: fast tests without Docker, run twice: on the pinned toolchain
 # (.venv) and on the oldest ansible-core the collection claims with Debian
@@ -218,10 +219,42 @@ run_scenario() {
   count_pytest "molecule ${scenario} ($((SECONDS - started)) s)" ${rc} "${log}"
 }
 
-# The suites (lint, unit, user) or scenarios named, one after another.
+# Adds the closing "N passed, N failed" of a lane's log to the totals, and
+# passes its other lines on.
+add_lane_counts() {
+  local lane_log=$1 counts
+  grep -v -E '^[0-9]+ passed, [0-9]+ failed$' "${lane_log}" >&2
+  counts=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "${lane_log}" | tail -n 1)
+  if [ -z "${counts}" ]; then
+    say "a lane ended without its counts (see ${lane_log})"
+    FAILED=$((FAILED + 1))
+    return
+  fi
+  PASSED=$((PASSED + ${counts%% passed*}))
+  FAILED=$((FAILED + $(sed -E 's/.* ([0-9]+) failed$/\1/' <<<"${counts}")))
+}
+
+# The suites (lint, unit, user, gates) or scenarios named, one after
+# another; A+B runs A and B side by side.
 run_lane() {
-  local item
+  local item part parts pids logs part_log i
   for item in "$@"; do
+    if [[ "${item}" == *+* ]]; then
+      IFS=+ read -r -a parts <<<"${item}"
+      pids=() logs=()
+      for part in "${parts[@]:1}"; do
+        part_log="${LOG_DIR}/lane-${part}.log"
+        "$0" lane "${part}" >"${part_log}" 2>&1 &
+        pids+=($!)
+        logs+=("${part_log}")
+      done
+      run_lane "${parts[0]}"
+      for i in "${!pids[@]}"; do
+        wait "${pids[i]}"
+        add_lane_counts "${logs[i]}"
+      done
+      continue
+    fi
     case "${item}" in
       lint) run_lint ;;
       unit) run_unit ;;
@@ -236,12 +269,15 @@ run_lane() {
 # vhost-tls, which evens the two lanes' lengths (docs/testing.md, Timings).
 TIMED_SCENARIOS=(default unix-socket own-sidecar vhost-tls)
 
-# Lint, the unit tests, the user suite and every scenario in two lanes run
-# side by side (see the top), each lane a run of this script whose closing
-# line adds to the totals. Lint and the unit tests open the timed lane: without
-# them it is the shorter by about their time (docs/testing.md, Timings).
+# Lint, the unit tests, the user suite, the gates and every scenario in two
+# lanes run side by side (see the top), each lane a run of this script whose
+# closing line adds to the totals. The unit tests open the timed lane, the
+# user suite, the gates and lint the other, which evens the two lanes'
+# lengths (docs/testing.md, Timings).
 run_lanes() {
-  local timed=(lint unit) others=(user gates) scenario dir lane_log pid pids=() logs=() counts
+  # The user suite waits mostly on its containers, lint and the gates on the
+  # CPU: side by side, they take little more than the longest of them.
+  local timed=(unit) others=(user+gates+lint) scenario dir lane_log pid pids=() logs=()
   for dir in molecule/*/molecule.yml; do
     scenario=$(basename "$(dirname "${dir}")")
     if [[ " ${TIMED_SCENARIOS[*]} " == *" ${scenario} "* ]]; then
@@ -263,17 +299,7 @@ run_lanes() {
     logs+=("${lane_log}")
   done
   for pid in "${pids[@]}"; do wait "${pid}"; done
-  for lane_log in "${logs[@]}"; do
-    grep -v -E '^[0-9]+ passed, [0-9]+ failed$' "${lane_log}" >&2
-    counts=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "${lane_log}" | tail -n 1)
-    if [ -z "${counts}" ]; then
-      say "a lane ended without its counts (see ${lane_log})"
-      FAILED=$((FAILED + 1))
-      continue
-    fi
-    PASSED=$((PASSED + ${counts%% passed*}))
-    FAILED=$((FAILED + $(sed -E 's/.* ([0-9]+) failed$/\1/' <<<"${counts}")))
-  done
+  for lane_log in "${logs[@]}"; do add_lane_counts "${lane_log}"; done
 }
 
 run_molecule() {
