@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import COLLECTIONS_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 FQCN = "mod_wsgi_ws_sidecar.apache"
@@ -33,15 +34,6 @@ PLUGINS = {
 }
 
 
-@pytest.fixture(scope="module")
-def collections_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("collections")
-    link = path / "ansible_collections/mod_wsgi_ws_sidecar/apache"
-    link.parent.mkdir(parents=True)
-    link.symlink_to(ROOT)
-    return path
-
-
 def test_every_filter_is_found() -> None:
     assert PLUGINS["filter"] == [
         "host_plan",
@@ -54,11 +46,9 @@ def test_every_filter_is_found() -> None:
 
 
 @pytest.mark.parametrize("plugin_type", sorted(PLUGINS))
-def test_every_plugin_renders_with_examples_and_returns(
-    plugin_type: str, collections_path: Path
-) -> None:
+def test_every_plugin_renders_with_examples_and_returns(plugin_type: str) -> None:
     names = [f"{FQCN}.{name}" for name in PLUGINS[plugin_type]]
-    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(collections_path)}
+    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS_DIR)}
     shown = subprocess.run(
         [ANSIBLE_DOC, "-t", plugin_type, "--json", *names],
         capture_output=True,
