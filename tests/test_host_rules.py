@@ -4,6 +4,7 @@ machine's own files, sockets and Python."""
 
 from __future__ import annotations
 
+import site
 import socket
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from ansible_collections.mod_wsgi_ws_sidecar.apache.plugins.modules.host_facts i
     describe,
     open_files_limit,
     python_version,
+    site_packages,
     task_limit,
 )
 from test_plan import plan
@@ -253,6 +255,12 @@ def test_open_files_limit_reads_the_hard_limit(tmp_path: Path) -> None:
 def test_python_version_of_this_interpreter_and_of_nothing(tmp_path: Path) -> None:
     assert python_version(sys.executable) == "{}.{}".format(*sys.version_info[:2])
     assert python_version(str(tmp_path / "none")) is None
+
+
+def test_site_packages_of_this_interpreter_and_of_nothing(tmp_path: Path) -> None:
+    assert site_packages(sys.executable) == site.getsitepackages()[0]
+    assert site_packages(str(tmp_path / "none")) == ""
+    assert site_packages(None) == ""
 
 
 @pytest.mark.parametrize(

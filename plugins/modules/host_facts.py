@@ -38,6 +38,9 @@ options:
   error_log:
     description: Apache's error log, whose size to read.
     type: path
+  site_packages_of:
+    description: A Python whose first site-packages directory to name, where executable.
+    type: path
 author: mod_wsgi_ws_sidecar maintainers (!UNKNOWN)
 """
 
@@ -94,6 +97,12 @@ task_limit:
 python_versions:
   description: Interpreter -> "major.minor", for those that are executable.
   type: dict
+  returned: always
+site_packages:
+  description: >-
+    The first site-packages directory of I(site_packages_of), "" when none
+    was given or it is not executable (a virtual environment still to be made).
+  type: str
   returned: always
 """
 
@@ -171,19 +180,29 @@ def file_size(path: str | None) -> int:
         return 0
 
 
-def python_version(interpreter: str) -> str | None:
-    if not (os.path.isfile(interpreter) and os.access(interpreter, os.X_OK)):
+def python_says(interpreter: str | None, code: str) -> str | None:
+    """What `interpreter -c code` prints, or None if it is not executable or fails."""
+    if not (interpreter and os.path.isfile(interpreter) and os.access(interpreter, os.X_OK)):
         return None
     # Not module.run_command, which has no timeout: an interpreter that hangs
     # fails the check after 30 s instead of holding the run.
     done = subprocess.run(  # pylint: disable=ansible-bad-function
-        [interpreter, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        [interpreter, "-c", code],
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
     )
     return done.stdout.strip() if done.returncode == 0 else None
+
+
+def python_version(interpreter: str) -> str | None:
+    return python_says(interpreter, "import sys; print('%d.%d' % sys.version_info[:2])")
+
+
+def site_packages(interpreter: str | None) -> str:
+    """Where the interpreter's packages go ("" if there is no such interpreter)."""
+    return python_says(interpreter, "import site; print(site.getsitepackages()[0])") or ""
 
 
 def main() -> None:
@@ -194,6 +213,7 @@ def main() -> None:
             "ports": {"type": "list", "elements": "int", "default": []},
             "interpreters": {"type": "list", "elements": "str", "default": []},
             "error_log": {"type": "path", "default": None},
+            "site_packages_of": {"type": "path", "default": None},
         },
         supports_check_mode=True,
     )
@@ -212,6 +232,7 @@ def main() -> None:
         task_limit=task_limit(),
         error_log_size=file_size(params["error_log"]),
         python_versions=versions,
+        site_packages=site_packages(params["site_packages_of"]),
     )
 
 
