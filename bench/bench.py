@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,6 +39,19 @@ ROLE_SITE = "mod_wsgi_ws_sidecar"
 ROLE_CAPACITY_CONF = "mod_wsgi_ws_sidecar_capacity"
 ROLE_DROPIN = "/etc/systemd/system/apache2.service.d/mod_wsgi_ws_sidecar.conf"
 REFERENCE_SITE = "mws-bench-reference"
+# The dashboard's service script, as the role wrote it (kept while (e) and (f) run),
+# and what stands in for it then.
+DASHBOARD_SCRIPT = "/etc/mod_wsgi_ws_sidecar/metrics-sidecar.py"
+ROLE_SCRIPT_COPY = "/opt/bench/role-metrics-sidecar.py"
+FLAT_SCRIPT = """# bench.py: the bare sidecar (/opt/bench/flat_sidecar.py) in the dashboard's place.
+import sys
+
+sys.path.insert(0, "/opt/bench")
+import flat_sidecar  # noqa: E402
+
+flat_sidecar.run_service("/etc/mod_wsgi_ws_sidecar/metrics-sidecar.json")
+"""
+FLAT_FRAME_BYTES = "/opt/bench/flat-frame-bytes"
 MPM_KEYS = (
     "ServerLimit",
     "ThreadLimit",
@@ -65,6 +79,8 @@ class Target:
     # client in one of two workers, each held to 20,000 files here: 10,000 clients
     # and as many again at overload is its ceiling on these machines.
     max_size: int | None = None
+    # The bare tunnel's far end (bench/flat_sidecar.py) in the dashboard's place.
+    flat: bool = False
 
     def sizes(self, wanted: Sequence[int]) -> list[int]:
         return [s for s in wanted if self.max_size is None or s <= self.max_size]
@@ -86,6 +102,23 @@ TARGETS = (
         "time",
         "(wsgi:metrics-sid",
         max_size=10000,
+    ),
+    Target(
+        "tunnel",
+        "(e) Apache, bare",
+        "ws://127.0.0.1/metrics/ws",
+        "time",
+        "(wsgi:metrics-sid",
+        flat=True,
+    ),
+    Target(
+        "nginx-tunnel",
+        "(f) nginx, bare",
+        "ws://127.0.0.1:8081/metrics/ws",
+        "time",
+        "(wsgi:metrics-sid",
+        max_size=10000,
+        flat=True,
     ),
     Target(
         "debian-default",
@@ -240,6 +273,22 @@ def wait_quiet(seconds: float = 60) -> int:
         steady = steady + 1 if now >= left else 0
         left = now
     return left
+
+
+def serve_flat_sidecar(flat: bool, frame_bytes: int | None) -> None:
+    """Configurations (e) and (f): the dashboard's service script runs the bare
+    sidecar instead, with the dashboard's settings, its frames `frame_bytes`
+    long (the direct path's); any other has the role's script."""
+    if not os.path.exists(ROLE_SCRIPT_COPY):
+        shutil.copy2(DASHBOARD_SCRIPT, ROLE_SCRIPT_COPY)
+    if frame_bytes:
+        with open(FLAT_FRAME_BYTES, "w", encoding="ascii") as fh:
+            fh.write(f"{frame_bytes}\n")
+    if flat:
+        with open(DASHBOARD_SCRIPT, "w", encoding="utf-8") as fh:
+            fh.write(FLAT_SCRIPT)
+    else:
+        shutil.copy2(ROLE_SCRIPT_COPY, DASHBOARD_SCRIPT)
 
 
 def switch_to_reference() -> None:
@@ -443,8 +492,11 @@ def overload_step(
     }
 
 
-def run_target(target: Target, args: argparse.Namespace) -> dict[str, Any]:
+def run_target(
+    target: Target, args: argparse.Namespace, frame_bytes: int | None = None
+) -> dict[str, Any]:
     started = time.monotonic()
+    serve_flat_sidecar(target.flat, frame_bytes)
     if target.key == "debian-default":
         log(f"{target.label}: reconfiguring Apache")
         switch_to_reference()
@@ -480,6 +532,14 @@ def run_target(target: Target, args: argparse.Namespace) -> dict[str, Any]:
 
 
 # --- main -------------------------------------------------------------------------------------
+
+
+def direct_frame_bytes(configs: Sequence[dict[str, Any]]) -> int | None:
+    """The dashboard's frame on the direct path (d) at its largest size, if (d) ran."""
+    for config in configs:
+        if config["key"] == "direct" and config.get("steps"):
+            return config["steps"][-1]["fanout"]["bytes_per_client_tick"]
+    return None
 
 
 def write_json(path: str, data: dict[str, Any]) -> None:
@@ -542,7 +602,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if (args.only and target.key not in args.only) or not target.sizes(args.sizes):
             continue
         try:
-            data["configs"].append(run_target(target, args))
+            data["configs"].append(run_target(target, args, direct_frame_bytes(data["configs"])))
         except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
             log(f"{target.label}: FAILED: {exc}")
             data["errors"].append({"config": target.key, "error": str(exc)})

@@ -19,15 +19,30 @@ from typing import Any
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
-# Column order of every table; the run order is (d), (b), (c), (a).
-ORDER = ("debian-default", "role", "nginx", "direct")
-SHORT = {"debian-default": "(a)", "role": "(b)", "nginx": "(c)", "direct": "(d)"}
-COLOURS = {"debian-default": "#c0392b", "role": "#1f6fb2", "nginx": "#2e8b57", "direct": "#7f7f7f"}
+# Column order of every table; the run order is (d), (b), (c), (e), (f), (a).
+ORDER = ("debian-default", "role", "nginx", "direct", "tunnel", "nginx-tunnel")
+SHORT = {
+    "debian-default": "(a)",
+    "role": "(b)",
+    "nginx": "(c)",
+    "direct": "(d)",
+    "tunnel": "(e)",
+    "nginx-tunnel": "(f)",
+}
+COLOURS = {
+    "debian-default": "#c0392b",
+    "role": "#1f6fb2",
+    "nginx": "#2e8b57",
+    "direct": "#7f7f7f",
+    "tunnel": "#8e44ad",
+    "nginx-tunnel": "#d68910",
+}
 FANOUT_P99_TARGETS = {1000: 250.0, 10000: 1000.0}  # clients -> ms
 # The size the role is compared with nginx at, and its memory judged at.
 TARGET_N = 10000
 NGINX_FACTOR = 1.2
 MAX_KB_PER_WS = 50
+MAX_SIDECAR_KB_PER_WS = 12
 REFUSED_IN_1S_SHARE = 0.99
 MAX_FRAME_BYTES = 2048
 # The machine busier than the container by more than this (points of all cores): other
@@ -42,7 +57,7 @@ quickly the sidecar fans a snapshot out to all of them, and what that costs the 
 application next to it. Every client runs inside the benchmark's container and talks to
 127.0.0.1 there; nothing crosses a network.
 
-The same load runs against four configurations, in the order (d), (b), (c), (a):
+The same load runs against six configurations, in the order (d), (b), (c), (e), (f), (a):
 
 - **(a) debian-default**: the guide's wiring by hand (mod_wsgi's "Hosting WebSocket
   Applications") on Debian's stock `mpm_event` (150 workers) and open-files limit, with
@@ -56,6 +71,13 @@ The same load runs against four configurations, in the order (d), (b), (c), (a):
   application stays behind Apache.
 - **(d) direct**: clients straight to the role's sidecar on 127.0.0.1:8765 (with its
   secret), the floor that no front proxy can beat.
+- **(e) Apache, bare** and **(f) nginx, bare**: (b) and (c) with a bare sidecar
+  (`bench/flat_sidecar.py`, on the package's core) in the dashboard's place: the same
+  daemon processes, port, cap, secret and pacing, and every tick a frame of exactly the
+  bytes (d)'s frames had. The two front ends relay the same payload, so their difference
+  is the relay's cost alone, and (b) against (e) is what the dashboard's own frames cost
+  through Apache (through Apache every WebSocket is a busy worker, and the dashboard lists
+  some of them).
 
 For each configuration the client ramps to each size in turn and holds the clients while
 it measures, then attempts as many again as the largest size (the overload step: twice
@@ -331,6 +353,20 @@ def targets(data: dict[str, Any], timeout_ms: float) -> list[list[str]]:
         )
     )
 
+    apache = dig(step_of(configs.get("tunnel"), TARGET_N), "fanout", "delay", "p99_ms")
+    bare_nginx = dig(step_of(configs.get("nginx-tunnel"), TARGET_N), "fanout", "delay", "p99_ms")
+    ok = None if apache is None or bare_nginx is None else apache <= NGINX_FACTOR * bare_nginx
+    rows.append(
+        target_row(
+            f"like for like: (e) Apache's fan-out p99 at {TARGET_N:,} within {NGINX_FACTOR}x"
+            " (f) nginx's, the same bare sidecar and bytes",
+            ok,
+            f"{num(apache)} ms vs {num(bare_nginx)} ms (x{apache / bare_nginx:.2f})"
+            if ok is not None
+            else "",
+        )
+    )
+
     for size, limit in {**FANOUT_P99_TARGETS, largest: 1000.0}.items():
         step = step_of(role, size)
         p99 = dig(step, "fanout", "delay", "p99_ms")
@@ -357,6 +393,17 @@ def targets(data: dict[str, Any], timeout_ms: float) -> list[list[str]]:
                 if at_n
                 else ""
             ),
+        )
+    )
+
+    sidecar_kb = dig(at_n, "memory", "per_websocket_kb", "sidecar")
+    bare_kb = dig(step_of(configs.get("direct"), TARGET_N), "memory", "per_websocket_kb", "sidecar")
+    rows.append(
+        target_row(
+            f"the sidecar's memory per client at {TARGET_N:,} <= {MAX_SIDECAR_KB_PER_WS} KB",
+            None if sidecar_kb is None else sidecar_kb <= MAX_SIDECAR_KB_PER_WS,
+            f"{num(sidecar_kb, 1)} KB through Apache; {num(bare_kb, 1)} KB with clients"
+            " straight to it ((d))",
         )
     )
 
@@ -758,7 +805,7 @@ def render_markdown(data: dict[str, Any], png_name: str, timeout_ms: float) -> s
         "",
         *side_by_side(overloads, overload_rows(timeout_ms)),
     ]
-    out += ["## (b) against (c) and (d)", "", *ratios(data, timeout_ms)]
+    out += ["## Ratios: the role, the front ends like for like", "", *ratios(data, timeout_ms)]
     out += ["## Server settings in effect", "", *server_section(data)]
     out += ["## What bounded the run", "", *bounds(data)]
     if data.get("errors"):
@@ -774,14 +821,30 @@ def ratios(data: dict[str, Any], timeout_ms: float) -> list[str]:
         ("HTTP p99 held", lambda s: http_p99(dig(s, "http"), timeout_ms)),
         ("RSS per WebSocket", rss_per_ws_total),
     ]
+    keys = ("role", "nginx", "direct", "tunnel", "nginx-tunnel")
     for size in data["sizes"]:
-        b, c, d = (step_of(configs.get(k), size) for k in ("role", "nginx", "direct"))
+        b, c, d, e, f = (step_of(configs.get(k), size) for k in keys)
         for name, get in metrics:
-            rows.append([f"{name} at {size:,}", ratio(get(b), get(c)), ratio(get(b), get(d))])
+            rows.append(
+                [
+                    f"{name} at {size:,}",
+                    ratio(get(b), get(c)),
+                    ratio(get(b), get(d)),
+                    ratio(get(e), get(f)),
+                    ratio(get(b), get(e)),
+                ]
+            )
+    header = [
+        "metric",
+        "(b) / (c) nginx",
+        "(b) / (d) direct",
+        "(e) / (f): Apache / nginx, like for like",
+        "(b) / (e): the dashboard's frames / bare",
+    ]
     return [
-        "Ratios above 1 mean (b) costs more (slower, or more memory) than the other.",
+        "Ratios above 1 mean the first costs more (slower, or more memory) than the second.",
         "",
-        *table(["metric", "(b) / (c) nginx", "(b) / (d) direct"], rows),
+        *table(header, rows),
     ]
 
 

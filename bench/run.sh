@@ -8,6 +8,7 @@
 #   bench/run.sh                          sizes "1000 10000 20000" (about 16 min)
 #   BENCH_SIZES="100 300" bench/run.sh    a quick run of the whole pipeline
 #   BENCH_KEEP=1 bench/run.sh             keep the container afterwards
+#   BENCH_ONLY="role tunnel" bench/run.sh  only these configurations (bench.py's keys)
 set -euo pipefail
 . "$(dirname "$0")/../scripts/lib/common.sh"
 cd "${PROJECT_ROOT}"
@@ -16,6 +17,7 @@ NAME=mws-bench
 IMAGE=mod-wsgi-ws-sidecar/debian:bookworm
 SIZES=${BENCH_SIZES:-1000 10000 20000}
 KEEP=${BENCH_KEEP:-0}
+read -r -a only <<<"${BENCH_ONLY:-}"
 # Wall-clock bounds: the driver inside the container, and the deployment.
 DRIVER_TIMEOUT=${BENCH_TIMEOUT:-2700}
 DEPLOY_TIMEOUT=900
@@ -66,7 +68,8 @@ rc=0
 timeout $((DRIVER_TIMEOUT + 120)) docker exec "${NAME}" \
   timeout --kill-after=60 "${DRIVER_TIMEOUT}" \
   python3 /opt/bench/bench.py --sizes "${sizes[@]}" --out /opt/bench/results.json \
-  --command "BENCH_SIZES=\"${SIZES}\" bench/run.sh" \
+  ${only[@]:+--only "${only[@]}"} \
+  --command "BENCH_SIZES=\"${SIZES}\" ${BENCH_ONLY:+BENCH_ONLY=\"${BENCH_ONLY}\" }bench/run.sh" \
   --revision "${revision}" || rc=$?
 say "benchmark driver finished in $((SECONDS - started)) s (exit ${rc})"
 
