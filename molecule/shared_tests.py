@@ -103,7 +103,7 @@ def test_websocket_through_the_front_end_streams_the_scoreboard(probe):
     # The front end's worker tunnelling this very WebSocket shows up busy.
     tunnels = [w for w in second["workers"] if "/metrics/ws" in w["request"]]
     assert tunnels, second["workers"]
-    assert all(w["code"] == "W" for w in tunnels), tunnels
+    assert all(w["state"] == "busy_write" for w in tunnels), tunnels
 
 
 def test_sidecar_listens_on_loopback_only(host):

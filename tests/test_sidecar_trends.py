@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import re
+from pathlib import Path
 
 import pytest
 from conftest import FIXTURES_DIR, load_scoreboard
@@ -178,3 +179,30 @@ def test_the_history_holds_ten_minutes_oldest_first(synthetic: dict) -> None:
     assert len(points) == 301  # 600 s of ticks every 2 s, both ends included
     assert points[0][0] == 1298.0 - 600 and points[-1][0] == 1298.0
     assert points[-1][1:] == [2, 0.0, 0.0, [1, 0]]  # busy, requests/s, bytes/s, WebSockets
+
+
+def frame_keys(value: object, parent: str = "") -> set[str]:
+    """Every key of a frame, but those of the state counts, which the page
+    draws whole (Object.entries)."""
+    if isinstance(value, list):
+        return set().union(*(frame_keys(item, parent) for item in value))
+    if not isinstance(value, dict) or parent == "workers_by_state":
+        return set()
+    keys = set(value)
+    for key, item in value.items():
+        keys |= frame_keys(
+            item, "workers_by_state" if parent == "summary" and key == "workers" else key
+        )
+    return keys
+
+
+def test_every_key_of_a_tick_frame_is_one_the_page_draws(synthetic: dict) -> None:
+    """Every byte of a frame goes to every client every tick: what the page
+    does not read stays out of it."""
+    trends = Trends(ROUTES, 1.0)
+    sidecar.build_payload(synthetic, 1, 1.0, trends)
+    payload = sidecar.build_payload(synthetic, 2, 2.0, trends)
+    page = (Path(sidecar.__file__).parent / "dashboard.html").read_text()
+    assert payload["workers"] and payload["vhosts"] and payload["sidecars"], payload
+    undrawn = sorted(key for key in frame_keys(payload) if not re.search(rf"\b{key}\b", page))
+    assert not undrawn, undrawn

@@ -434,16 +434,21 @@ class WebSocketServer:
     def send_text(self, client: Client, text: str) -> None:
         self.send(client, text_frame(text))
 
-    async def broadcast(self, frame: bytes) -> None:
+    async def broadcast(self, frame: bytes, spread: float = 0.0) -> None:
         """Queue one frame on every client's socket, waiting on none of them;
         between batches the loop runs, so that refusals and handshakes do not
-        wait behind thousands of writes."""
+        wait behind thousands of writes. With `spread` (seconds), the batches
+        are paced over that long: the front end relaying the frames and the
+        clients reading them get the burst in slices, and the host's other
+        work (the WSGI application) gets the cores between them."""
         clients = list(self.clients)
-        for start in range(0, len(clients), BROADCAST_BATCH):
-            if start:
-                await asyncio.sleep(0)
+        batches = math.ceil(len(clients) / BROADCAST_BATCH)
+        pause = spread / (batches - 1) if batches > 1 else 0.0
+        for batch in range(batches):
+            if batch:
+                await asyncio.sleep(pause)
             now = time.monotonic()
-            for client in clients[start : start + BROADCAST_BATCH]:
+            for client in clients[batch * BROADCAST_BATCH : (batch + 1) * BROADCAST_BATCH]:
                 self.send(client, frame, now)
 
     def drop(self, client: Client, reason: str | None) -> None:

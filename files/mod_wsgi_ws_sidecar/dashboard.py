@@ -47,6 +47,11 @@ SCOREBOARD_UNAVAILABLE = (
 # Bounds the frame size on a busy server: every WebSocket is a busy worker, so
 # thousands of clients would otherwise mean thousands of rows in every frame.
 MAX_LISTED_WORKERS = 6
+# The share of each process's turn in an interval (interval / processes) over
+# which a tick's sends are paced: the burst of sending, relaying and reading
+# thousands of frames comes in slices, and the WSGI application on the same
+# cores is served between them (docs/benchmarks.md measures both).
+FANOUT_SPREAD = 0.5
 # What the dashboard's page sends once connected, for the history frame.
 HISTORY_REQUEST = '{"type":"history"}'
 # --- configuration -------------------------------------------------------------------------
@@ -120,14 +125,11 @@ _LOOKUP = {code: state for state, (code, _words) in _STATES.items()} | {
 # not counted as busy either.
 HIDDEN_STATES = frozenset({"ready", "dead"})
 NOT_BUSY_STATES = HIDDEN_STATES | {"starting", "idle_kill", "unknown"}
-SERVER_KEYS = (
-    "server_limit",
-    "thread_limit",
-    "running_generation",
-    "restart_time",
-    "current_time",
-    "running_time",
-)
+# What of the scoreboard's own fields and of the summary the page draws:
+# every byte of a frame goes to every client every tick, so the rest stays
+# out (the traffic totals feed the rates, computed here).
+SERVER_KEYS = ("running_generation", "running_time")
+UNDRAWN_TOTALS = frozenset({"accesses", "bytes_served"})
 
 
 def normalise_status(raw: object) -> str:
@@ -184,7 +186,6 @@ def active_workers(snapshot: Scoreboard) -> list[dict[str, Any]]:
                     "process": proc.get("process_num", i),
                     "thread": j,
                     "state": state,
-                    "code": STATE_CODES[state],
                     "client": str(worker.get("client") or ""),
                     "request": str(worker.get("request") or ""),
                     "vhost": str(worker.get("vhost") or ""),
@@ -221,7 +222,7 @@ def build_payload(
         "seq": seq,
         "time": round(now, 3),
         "server": {key: _ms(snapshot.get(key)) for key in SERVER_KEYS},
-        "summary": summary,
+        "summary": {key: value for key, value in summary.items() if key not in UNDRAWN_TOTALS},
         "workers": listed,
         "workers_omitted": max(0, len(workers) - MAX_LISTED_WORKERS),
     }
@@ -355,7 +356,8 @@ class Sidecar(core.WebSocketServer):
             started = time.monotonic()
             self.take_snapshot(seq=tick)
             if self.clients:
-                await self.broadcast(self._latest_frame)
+                spread = FANOUT_SPREAD * interval / self.config.processes
+                await self.broadcast(self._latest_frame, spread)
                 self.metrics.fanout.observe(time.monotonic() - started)
             wall = self._clock()
             due = math.floor(wall / interval - phase)
