@@ -102,6 +102,11 @@ the configured capacity) and closes everything. How to read the tables:
   also counts whatever else the machine runs. A container near 100% means the figures are
   bounded by the test bed's CPU; a machine far above the container means other work
   competed with the run.
+- The load client runs at a lower CPU priority than the servers (nice 10), standing for
+  clients on other machines: it gets the cores the servers leave. Its own waiting for
+  them still counts in every delay it measures (fan-out, handshakes, refusals), so those
+  figures are on the cautious side; the WSGI application's latency is what the servers
+  alone leave it.
 - A hung attempt got no answer within the handshake timeout; a skipped one never started
   because its step ran out of time (this bounds (a), where most attempts hang).
 """
@@ -597,7 +602,8 @@ def machine_section(data: dict[str, Any]) -> list[str]:
             "load client",
             f"{s['workers']} worker process(es), {s['inflight']} handshakes in flight at most, "
             f"{num(s['handshake_timeout_s'], 0)} s handshake timeout, "
-            f"{num(s['step_seconds'], 0)} s per step to start attempts",
+            f"{num(s['step_seconds'], 0)} s per step to start attempts, "
+            f"nice {s.get('client_nice', 0)}",
         ],
     ]
     return table(["", ""], rows)
@@ -682,29 +688,41 @@ def cpu_of(step: dict[str, Any] | None, phase: str, group: str) -> float | None:
 def obstacles(data: dict[str, Any], timeout_ms: float) -> list[str]:
     """What the JSON shows standing in the way of the targets (b) missed."""
     configs = by_key(data)
-    role, nginx, direct = (configs.get(k) for k in ("role", "nginx", "direct"))
+    role, nginx, direct, bare, bare_nginx = (
+        configs.get(k) for k in ("role", "nginx", "direct", "tunnel", "nginx-tunnel")
+    )
     largest = max(data["sizes"])
-    b, c = step_of(role, TARGET_N), step_of(nginx, TARGET_N)
+    b, c, d = step_of(role, TARGET_N), step_of(nginx, TARGET_N), step_of(direct, TARGET_N)
+    e, f = step_of(bare, TARGET_N), step_of(bare_nginx, TARGET_N)
     lines = []
-    if b and c:
-        b_parts = [cpu_of(b, "fanout", g) for g in ("sidecar", "apache", "client")]
-        c_parts = [cpu_of(c, "fanout", g) for g in ("sidecar", "nginx", "client")]
-        if None not in b_parts + c_parts:
+    if e and f:
+        e_parts = [cpu_of(e, "fanout", g) for g in ("sidecar", "apache", "client")]
+        f_parts = [cpu_of(f, "fanout", g) for g in ("sidecar", "nginx", "client")]
+        if None not in e_parts + f_parts:
             lines.append(
-                f"- **Fan-out through Apache against nginx** ({TARGET_N:,} clients): every tick"
-                " is a burst shared by the sidecar, the front end relaying each frame and the"
-                " load client reading it, all on the same two cores. Over the fan-out window"
-                f" (% of one core): (b) sidecar {b_parts[0]:.0f}, Apache {b_parts[1]:.0f},"
-                f" load client {b_parts[2]:.0f}, {sum(b_parts):.0f} in all; (c) sidecar"
-                f" {c_parts[0]:.0f}, nginx {c_parts[1]:.0f}, load client {c_parts[2]:.0f},"
-                f" {sum(c_parts):.0f} in all. Apache wakes one thread per WebSocket for every"
-                " frame; and (b)'s frames are"
-                f" {num(b['fanout']['bytes_per_client_tick'])} bytes against"
-                f" {num(c['fanout']['bytes_per_client_tick'])}, since the dashboard shows"
-                " Apache's busy workers and through Apache every WebSocket is one. What would"
-                " move it: fewer bytes a tick, or a front end that relays without a thread"
-                " per WebSocket."
+                f"- **The front ends like for like** ({TARGET_N:,} clients, the bare sidecar,"
+                f" {num(e['fanout']['bytes_per_client_tick'])}-byte frames): fan-out p99"
+                f" {num(dig(e, 'fanout', 'delay', 'p99_ms'))} ms through Apache ((e)) against"
+                f" {num(dig(f, 'fanout', 'delay', 'p99_ms'))} ms through nginx ((f)). Over the"
+                f" fan-out window (% of one core): (e) sidecar {e_parts[0]:.0f}, Apache"
+                f" {e_parts[1]:.0f}, load client {e_parts[2]:.0f}; (f) sidecar {f_parts[0]:.0f},"
+                f" nginx {f_parts[1]:.0f}, load client {f_parts[2]:.0f}. Apache 2.4 relays each"
+                " WebSocket in a worker thread of its own, woken for every frame (its"
+                " asynchronous tunnels are on httpd's trunk only); nginx relays them all from"
+                " one event loop per worker. That difference is Apache's floor: no setting of"
+                " the role's moves it."
             )
+    if b and e:
+        lines.append(
+            "- **The dashboard's own frames** through Apache:"
+            f" {num(b['fanout']['bytes_per_client_tick'])} bytes a tick against the bare"
+            f" {num(e['fanout']['bytes_per_client_tick'])}, since"
+            " through Apache every WebSocket is a busy worker and the page lists up to six of"
+            " them (every field of a frame is one the page draws). Fan-out p99"
+            f" {num(dig(b, 'fanout', 'delay', 'p99_ms'))} ms against"
+            f" {num(dig(e, 'fanout', 'delay', 'p99_ms'))} ms; the dashboard also reads the"
+            " scoreboard each tick."
+        )
     top = step_of(role, largest)
     if top and largest != TARGET_N:
         lines.append(
@@ -719,29 +737,41 @@ def obstacles(data: dict[str, Any], timeout_ms: float) -> list[str]:
     if b:
         lines.append(
             f"- **Memory**: {num(b['memory']['per_websocket_kb']['apache'], 1)} KB per"
-            f" WebSocket in Apache and {num(b['memory']['per_websocket_kb']['sidecar'], 1)}"
-            " KB in the sidecar at"
-            f" {TARGET_N:,}. About 56 KB of Apache's is its memory pools for the tunnel (seven"
-            " blocks of 8 KiB), which no setting changes: [memory.md](memory.md) has the"
-            " breakdown and every setting tried. Through nginx the front end costs"
-            f" {num(dig(c, 'memory', 'per_websocket_kb', 'nginx'), 1)} KB."
+            f" WebSocket in Apache through the dashboard"
+            f" ({num(dig(e, 'memory', 'per_websocket_kb', 'apache'), 1)} KB as a bare tunnel,"
+            " (e)), and"
+            f" {num(b['memory']['per_websocket_kb']['sidecar'], 1)} KB in the sidecar"
+            f" ({num(dig(d, 'memory', 'per_websocket_kb', 'sidecar'), 1)} KB with its"
+            f" clients straight to it, (d)) at {TARGET_N:,}. About 56 KB of Apache's is its"
+            " memory pools for the tunnel (seven blocks of 8 KiB), which no setting changes;"
+            " most of the sidecar's is aiohttp's objects for each connection:"
+            " [memory.md](memory.md) has both breakdowns and everything tried. Through nginx"
+            f" the front end costs {num(dig(c, 'memory', 'per_websocket_kb', 'nginx'), 1)} KB."
         )
         lines.append(
             f"- **The WSGI app while {TARGET_N:,} are held**: its requests wait for the cores"
-            " during each tick's burst; the container was"
-            f" {num(dig(b, 'cpu', 'http', 'container_busy_pct'))}% busy while they were"
-            " sampled. nginx in front, with no tunnel thread per WebSocket, shows it too"
-            f" ({num(http_p99(dig(c, 'http'), timeout_ms), 1)} ms held)."
+            " during each tick's sends, paced over half of each sidecar process's turn; the"
+            f" container was {num(dig(b, 'cpu', 'http', 'container_busy_pct'))}% busy while"
+            " they were sampled, the load client's share of it included. nginx in front"
+            f" shows it too ({num(http_p99(dig(c, 'http'), timeout_ms), 1)} ms held)."
         )
-    over, floor = dig(role, "overload"), dig(direct, "overload")
-    if over and floor:
+    over = dig(role, "overload")
+    if over and over["seconds"]:
+        inflight, rate = data["settings"]["inflight"], over["refused"] / over["seconds"]
         lines.append(
-            "- **Refusals at twice the capacity** wait for the same cores while the held"
-            " clients keep getting their ticks: the container was"
-            f" {num(dig(over, 'cpu', 'container_busy_pct'))}% busy. With no front end at"
-            f" all ((d)), {floor['refused_within_1s']:,} of {floor['attempted']:,} were refused"
-            " within 1 s. (c)'s overload is not at twice its capacity: the sidecar it fronts"
-            f" admits {largest:,}, so most of its attempts got in."
+            f"- **Refusals at twice the capacity**: {rate:,.0f} a second ({over['refused']:,}"
+            f" in {num(over['seconds'], 1)} s). The load client keeps {inflight} handshakes in"
+            f" flight, so each waits about {1000 * inflight / rate:,.0f} ms on average"
+            " (Little's law): the second goes to waiting for the cores, not to any one"
+            " refusal. Over the step (% of one core): Apache"
+            f" {num(dig(over, 'cpu', 'server_pct_core', 'apache'))}, sidecar"
+            f" {num(dig(over, 'cpu', 'server_pct_core', 'sidecar'))}, load client"
+            f" {num(dig(over, 'cpu', 'client_pct_core'))}; the container"
+            f" {num(dig(over, 'cpu', 'container_busy_pct'))}% of all cores. Every refusal is"
+            " the sidecar's 503 before the handshake, relayed by Apache, while the held"
+            " clients keep getting their ticks on the same cores; with no front end at all"
+            f" ((d)), {num(dig(direct, 'overload', 'refused_within_1s'))} of"
+            f" {num(dig(direct, 'overload', 'attempted'))} were refused within 1 s."
         )
     return [*lines, ""]
 
