@@ -102,11 +102,9 @@ the configured capacity) and closes everything. How to read the tables:
   also counts whatever else the machine runs. A container near 100% means the figures are
   bounded by the test bed's CPU; a machine far above the container means other work
   competed with the run.
-- The load client runs at a lower CPU priority than the servers (nice 10), standing for
-  clients on other machines: it gets the cores the servers leave. Its own waiting for
-  them still counts in every delay it measures (fan-out, handshakes, refusals), so those
-  figures are on the cautious side; the WSGI application's latency is what the servers
-  alone leave it.
+- The load client shares the two cores with the servers at the same CPU priority: its
+  own waiting for them counts in every delay it measures (fan-out, handshakes, refusals),
+  and the cores it takes are not the WSGI application's.
 - A hung attempt got no answer within the handshake timeout; a skipped one never started
   because its step ran out of time (this bounds (a), where most attempts hang).
 """
@@ -756,7 +754,7 @@ def obstacles(data: dict[str, Any], timeout_ms: float) -> list[str]:
             f" shows it too ({num(http_p99(dig(c, 'http'), timeout_ms), 1)} ms held)."
         )
     over = dig(role, "overload")
-    if over and over["seconds"]:
+    if over and over["seconds"] and over["refused"]:
         inflight, rate = data["settings"]["inflight"], over["refused"] / over["seconds"]
         lines.append(
             f"- **Refusals at twice the capacity**: {rate:,.0f} a second ({over['refused']:,}"
