@@ -61,6 +61,9 @@ SOCKET_CHECK_INTERVAL = 0.25
 SECRET_HEADER = "X-Sidecar-Secret"
 # Clients written to between two turns of the event loop in a broadcast.
 BROADCAST_BATCH = 500
+# The longest pause between two batches of a paced broadcast: a few hundred
+# clients are not kept waiting for a whole spread.
+BATCH_PAUSE = 0.025
 # Connections the kernel queues for the listener before it accepts them
 # (aiohttp's default is 128; Linux caps it at net.core.somaxconn). A burst
 # that overflows the queue has its SYNs dropped, and Apache's connects then
@@ -438,15 +441,19 @@ class WebSocketServer:
         """Queue one frame on every client's socket, waiting on none of them;
         between batches the loop runs, so that refusals and handshakes do not
         wait behind thousands of writes. With `spread` (seconds), the batches
-        are paced over that long: the front end relaying the frames and the
-        clients reading them get the burst in slices, and the host's other
-        work (the WSGI application) gets the cores between them."""
+        are paced until that long after the start, at most BATCH_PAUSE apart:
+        the front end relaying the frames and the clients reading them get
+        the burst in slices, and the host's other work (the WSGI application)
+        gets the cores between them. Pacing never makes a broadcast longer
+        than its spread: sends slower than that are not paused at all."""
         clients = list(self.clients)
         batches = math.ceil(len(clients) / BROADCAST_BATCH)
-        pause = spread / (batches - 1) if batches > 1 else 0.0
+        deadline = time.monotonic() + spread
         for batch in range(batches):
             if batch:
-                await asyncio.sleep(pause)
+                # The batches left, this one included, share the time left.
+                left = max(0.0, deadline - time.monotonic()) / (batches - batch)
+                await asyncio.sleep(min(BATCH_PAUSE, left))
             now = time.monotonic()
             for client in clients[batch * BROADCAST_BATCH : (batch + 1) * BROADCAST_BATCH]:
                 self.send(client, frame, now)
