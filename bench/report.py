@@ -785,7 +785,7 @@ def render_markdown(data: dict[str, Any], png_name: str, timeout_ms: float) -> s
         "## How to run",
         "",
         "```sh",
-        "bench/run.sh                          # sizes 1000, 10000 and 20000, about 16 minutes",
+        "bench/run.sh                          # sizes 1000, 10000 and 20000, about 20 minutes",
         'BENCH_SIZES="100 300" bench/run.sh    # a quick check of the whole pipeline',
         "```",
         "",

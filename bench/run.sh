@@ -5,7 +5,7 @@
 # copies the results to bench/results/latest.json and renders
 # docs/benchmarks.md and docs/benchmarks.png. See bench/README.md.
 #
-#   bench/run.sh                          sizes "1000 10000 20000" (about 16 min)
+#   bench/run.sh                          sizes "1000 10000 20000" (about 20 min)
 #   BENCH_SIZES="100 300" bench/run.sh    a quick run of the whole pipeline
 #   BENCH_KEEP=1 bench/run.sh             keep the container afterwards
 #   BENCH_ONLY="role tunnel" bench/run.sh  only these configurations (bench.py's keys)
