@@ -25,7 +25,7 @@ JSON = st.recursive(
     max_leaves=12,
 )
 TOKENS = st.sampled_from(
-    [shared.sign_token(SECRET, "orders.1", 60), "².x", "1.\ud800", "9" * 30 + ".a"]
+    [shared.sign_token(SECRET, "orders.1", 3600), "².x", "1.\ud800", "9" * 30 + ".a"]
 )
 POSITIONS = st.sampled_from(["0-0", "1-0", "²-1", "1-²", "9" * 25 + "-0", "-", "1--1"])
 REQUESTS = st.fixed_dictionaries(
