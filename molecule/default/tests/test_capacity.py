@@ -16,8 +16,9 @@ SERVER_LIMIT, THREADS_PER_CHILD, POOL_PER_CHILD, OPEN_FILES = 3, 388, 388, 8192
 
 
 def test_apache_runs_with_the_computed_limits(probe):
-    server = probe.ws("/metrics/ws", frames=1)["frames"][0]["data"]["server"]
-    assert (server["server_limit"], server["thread_limit"]) == (SERVER_LIMIT, THREADS_PER_CHILD)
+    # The running scoreboard has a slot for each of ServerLimit x ThreadLimit workers.
+    summary = probe.ws("/metrics/ws", frames=1)["frames"][0]["data"]["summary"]
+    assert summary["slots"] == SERVER_LIMIT * THREADS_PER_CHILD
 
 
 def test_websocket_route_is_bounded_per_child(host):
