@@ -517,7 +517,7 @@ def run_target(
     }
     sizes = target.sizes(args.sizes)
     workers = lc.LoadPool.workers_for(2 * max(sizes))
-    with lc.LoadPool(workers, args.client_nice) as pool:
+    with lc.LoadPool(workers) as pool:
         steps, previous = [], 0
         for size in sizes:
             steps.append(held_step(pool, target, size, size - previous, idle, args))
@@ -562,13 +562,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--window", type=float, default=6, help="fan-out window, seconds")
     parser.add_argument("--settle", type=float, default=2, help="seconds after each ramp")
-    parser.add_argument(
-        "--client-nice",
-        type=int,
-        default=0,
-        help="the load client's CPU priority below the servers' (at 10 it stands for"
-        " clients on other machines, but starves at 20,000: handshakes time out)",
-    )
     parser.add_argument("--http-samples", type=int, default=200)
     parser.add_argument("--http-seconds", type=float, default=20, help="bound of one sample")
     parser.add_argument("--command", default="bench/run.sh", help="recorded in the JSON")
@@ -600,7 +593,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             "http_samples": args.http_samples,
             "http_seconds": args.http_seconds,
             "workers": lc.LoadPool.workers_for(2 * max(args.sizes)),
-            "client_nice": args.client_nice,
         },
         "machine": machine_facts(),
         "configs": [],

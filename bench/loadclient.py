@@ -25,7 +25,6 @@ import http.client
 import json
 import math
 import multiprocessing
-import os
 import re
 import resource
 import sys
@@ -383,9 +382,7 @@ class Worker:
             self.window.record(text, received)
 
 
-def _worker_main(conn: Connection, nice: int) -> None:
-    if nice:
-        os.nice(nice)
+def _worker_main(conn: Connection) -> None:
     raise_open_files_limit()
     asyncio.run(Worker(conn).serve())
 
@@ -400,15 +397,14 @@ class WorkerDied(RuntimeError):
 class LoadPool:
     """Worker processes holding WebSockets; every call is bounded in time."""
 
-    def __init__(self, workers: int, nice: int = 0) -> None:
-        """`nice`: the workers' CPU priority below the caller's (0: the same)."""
+    def __init__(self, workers: int) -> None:
         context = multiprocessing.get_context("spawn")  # no inherited threads or event loop
         self.conns: list[Connection] = []
         self.procs: list[multiprocessing.process.BaseProcess] = []
         for index in range(workers):
             parent, child = context.Pipe()
             proc = context.Process(
-                target=_worker_main, args=(child, nice), name=f"loadclient-{index}", daemon=True
+                target=_worker_main, args=(child,), name=f"loadclient-{index}", daemon=True
             )
             proc.start()
             child.close()

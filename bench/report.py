@@ -600,8 +600,7 @@ def machine_section(data: dict[str, Any]) -> list[str]:
             "load client",
             f"{s['workers']} worker process(es), {s['inflight']} handshakes in flight at most, "
             f"{num(s['handshake_timeout_s'], 0)} s handshake timeout, "
-            f"{num(s['step_seconds'], 0)} s per step to start attempts, "
-            f"nice {s.get('client_nice', 0)}",
+            f"{num(s['step_seconds'], 0)} s per step to start attempts",
         ],
     ]
     return table(["", ""], rows)
